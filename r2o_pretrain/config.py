@@ -1,0 +1,261 @@
+"""Every pretraining setting in one place: dataclasses, YAML loading, ``key=value`` overrides, validation.
+
+The defaults are the paper's ImageNet settings (R2O_METHOD.md) except where a field says otherwise;
+``configs/pretrain/demo.yaml`` shrinks them for a CPU run on the bundled demo scenes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("r2o", "detcon", "byol")
+SCHEDULES = ("cosine", "linear", "piecewise", "constant")
+DEPTHS = (18, 34, 50, 101, 152)
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value that cannot work; the message says which and why."""
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # image folder (recursive) or a text file with one image path per line
+    demo: bool = False  # write the bundled demo scenes to demo_dir if missing and train on them
+    demo_dir: str = "data/demo"  # where the demo scenes live (root defaults to demo_dir/images)
+    view_size: int = 224  # crop size of the two augmented views (layer4 map is view_size/32)
+    raw_size: int = 224  # size of the un-augmented raw view that feeds the region prior
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    n_segments: int = 100  # SLIC segments on the raw view
+    slic_compactness: float = 10.0
+    superpixel_cache: str = "~/.cache/r2o/superpixels"  # "" disables the on-disk cache
+    min_image_size: int = 16  # smaller images are skipped with a warning
+    num_workers: int = 4
+    pin_memory: bool = True
+
+
+@dataclass
+class ModelConfig:
+    method: str = "r2o"  # r2o | detcon | byol
+    depth: int = 50
+    projector_hidden: int = 4096
+    projector_out: int = 256
+    predictor_hidden: int = 4096
+    kmeans_iters: int = 10  # Lloyd iterations after k-means++ init
+    superpixel_only_above: int = 128  # K above this: no refinement, the superpixels are the masks
+    mask_area_threshold: float = 1e-3  # a mask counts if its roi-aligned mass is above this in both views
+    nearest_label_resize: bool = True  # False: the official bilinear-then-argmax resize (stray boundary ids)
+
+
+@dataclass
+class CurriculumConfig:
+    schedule: str = "cosine"  # cosine | linear | piecewise | constant
+    k_start: int = 128
+    k_end: int = 4
+    epochs: int = -1  # epochs over which K moves from k_start to k_end; -1: the whole run
+    milestones: list[list[int]] = field(default_factory=list)  # piecewise: [[epoch, K], ...]
+
+
+@dataclass
+class OptimConfig:
+    base_lr: float = 0.3  # lr = base_lr * global_batch / 256 (* K / 16 with lr_k_scaling)
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    trust_coefficient: float = 1e-3  # LARS eta
+    warmup_epochs: float = 3.0
+    lr_k_scaling: bool = True  # the published "lr fix": multiply the lr by K/16
+    base_tau: float = 0.99  # target EMA momentum at step 0, cosine to 1
+    optimizer: str = "lars"  # lars | sgd (sgd: same groups, no layer-wise adaptation)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 32  # per process
+    seed: int = 0
+    output_dir: str = "runs/r2o"
+    log_every: int = 10
+    image_log_every: int = 500  # TensorBoard mask pictures
+    checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end of every epoch
+    amp: str = "none"  # none | bf16 | fp16 (GPU only)
+    channels_last: bool = False  # GPU only
+    sync_bn: bool = True  # SyncBN when world size > 1 on GPU
+    device: str = "auto"  # auto | cpu | cuda
+    max_steps: int = -1  # stop after this many steps in total (-1: all epochs)
+    regions_png: bool = True  # write regions.png at the end
+    compile: bool = False  # torch.compile the encoder (GPU)
+
+
+@dataclass
+class DebugConfig:
+    kill_at_step: int = -1  # fault injection for resume tests: SIGKILL the process after this step
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so that the dict survives YAML and ``torch.load(weights_only=True)``."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(section: str, name: str, current: Any, value: Any) -> Any:
+    where = f"{section}.{name}"
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if isinstance(current, str):
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        return str(value)
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(current):
+            raise ConfigError(f"{where} must be a list of {len(current)} numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    if isinstance(current, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> Config:
+    """Set the fields named in ``values`` ({section: {key: value}}); unknown names are errors."""
+    for section, entries in values.items():
+        if not hasattr(cfg, section) or section.startswith("_"):
+            raise ConfigError(
+                f"{source}: unknown section '{section}' (sections: {', '.join(_sections())})"
+            )
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{source}: section '{section}' must be a mapping, got {entries!r}")
+        sub = getattr(cfg, section)
+        names = {f.name for f in dataclasses.fields(sub)}
+        for name, value in entries.items():
+            if name not in names:
+                raise ConfigError(
+                    f"{source}: unknown key '{section}.{name}' (keys of {section}: {', '.join(sorted(names))})"
+                )
+            setattr(sub, name, _coerce(section, name, getattr(sub, name), value))
+    return cfg
+
+
+def _sections() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``'train.epochs=5'`` → ``{'train': {'epochs': 5}}``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override '{text}': the key must be section.key, e.g. train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': cannot read the value: {exc}") from exc
+    return {parts[0]: {parts[1]: value}}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+        apply_dict(cfg, values, source=str(path))
+    for text in overrides:
+        apply_dict(cfg, parse_override(text), source=f"override '{text}'")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. from a checkpoint)."""
+    cfg = apply_dict(Config(), values, source="checkpoint config")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ConfigError(msg)
+
+    d, m, c, o, t = cfg.data, cfg.model, cfg.curriculum, cfg.optim, cfg.train
+    need(m.method in METHODS, f"model.method must be one of {METHODS}, got '{m.method}'")
+    need(m.depth in DEPTHS, f"model.depth must be one of {DEPTHS}, got {m.depth}")
+    need(c.schedule in SCHEDULES, f"curriculum.schedule must be one of {SCHEDULES}, got '{c.schedule}'")
+    need(c.k_start >= 1 and c.k_end >= 1, "curriculum.k_start and k_end must be >= 1")
+    if c.schedule == "piecewise":
+        need(
+            bool(c.milestones) and all(len(p) == 2 for p in c.milestones),
+            "curriculum.milestones must be a non-empty list of [epoch, K] pairs for the piecewise schedule",
+        )
+        need(c.milestones[0][0] == 0, "curriculum.milestones must start at epoch 0")
+    need(d.view_size >= 32 and d.view_size % 32 == 0, f"data.view_size must be a multiple of 32, got {d.view_size}")
+    need(d.raw_size >= 32 and d.raw_size % 16 == 0, f"data.raw_size must be a multiple of 16, got {d.raw_size}")
+    need(d.n_segments >= 1, "data.n_segments must be >= 1")
+    need(0 < d.crop_scale[0] <= d.crop_scale[1] <= 1, f"data.crop_scale must be 0 < lo <= hi <= 1, got {d.crop_scale}")
+    need(d.num_workers >= 0, "data.num_workers must be >= 0")
+    need(t.batch_size >= 2, f"train.batch_size must be >= 2 (BatchNorm needs it), got {t.batch_size}")
+    need(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    need(t.amp in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16, got '{t.amp}'")
+    need(t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got '{t.device}'")
+    need(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and checkpoint_every must be >= 1")
+    need(o.optimizer in ("lars", "sgd"), f"optim.optimizer must be lars or sgd, got '{o.optimizer}'")
+    need(o.base_lr > 0, f"optim.base_lr must be > 0, got {o.base_lr}")
+    need(0 <= o.base_tau <= 1, f"optim.base_tau must be in [0, 1], got {o.base_tau}")
+    need(o.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
+    need(m.mask_area_threshold >= 0, "model.mask_area_threshold must be >= 0")
+    need(m.kmeans_iters >= 1, "model.kmeans_iters must be >= 1")
+
+
+def describe_keys() -> str:
+    """A one-line-per-key listing with defaults, for ``--help``."""
+    lines = []
+    for f in dataclasses.fields(Config):
+        sub = getattr(Config(), f.name)
+        for g in dataclasses.fields(sub):
+            lines.append(f"  {f.name}.{g.name} = {_plain(getattr(sub, g.name))!r}")
+    return "\n".join(lines)

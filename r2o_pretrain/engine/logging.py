@@ -1,0 +1,70 @@
+"""Run logs: console + ``log.txt``, ``metrics.jsonl`` (one line per step), TensorBoard scalars and images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def setup_logging(out_dir: Path | None, rank: int = 0) -> None:
+    """INFO to stderr on rank 0 (warnings on other ranks) and to ``out_dir/log.txt``."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_r2o", False):
+            root.removeHandler(h)
+    fmt = logging.Formatter(f"[%(asctime)s r2o{'' if rank == 0 else ' rank' + str(rank)}] %(levelname)s %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    handlers: list[logging.Handler] = [console]
+    if out_dir is not None:
+        handlers.append(logging.FileHandler(out_dir / "log.txt"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        h._r2o = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+
+
+class MetricsLog:
+    """Appends one JSON line per step to ``metrics.jsonl``; mirrors scalars and images to TensorBoard."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.file = None
+        self.tb = None
+        if not enabled:
+            return
+        self.file = open(out_dir / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:  # tensorboard is in the stack; a bare install still trains
+            logging.getLogger("r2o").warning("tensorboard is not installed: no TensorBoard logs")
+
+    def write(self, record: dict[str, Any], scalars: bool = True) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None and scalars:
+            step = record["step"]
+            for key, value in record.items():
+                if key not in ("step",) and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"train/{key}", value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        if self.enabled and self.tb is not None:
+            self.tb.add_image(tag, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

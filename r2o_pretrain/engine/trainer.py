@@ -1,0 +1,339 @@
+"""The pretraining loop: schedules → forward → backward → LARS step → EMA → logs → checkpoints → export.
+
+Runs as one process or under torchrun (DDP; gloo on CPU, NCCL on GPU). Everything a resumed run needs
+to continue exactly is in the checkpoint (weights, optimiser, step); the data order and augmentations
+are functions of (seed, epoch, index) and the k-means seed is a function of (seed, step, rank).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..config import Config, ConfigError
+from ..curriculum import k_at
+from ..data.dataset import PretrainDataset, build_loader
+from ..data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from ..data.superpixels import SuperpixelCache
+from ..data.views import TwoViewTransform
+from ..model.r2o import R2O
+from ..optim import build_optimizer, k_lr_factor, scaled_base_lr, set_lr, target_momentum, warmup_cosine_lr
+from ..viz import denormalize, region_grid, save_png
+from .checkpoint import CheckpointError, atomic_save, load_training_state, training_state
+from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
+from .logging import MetricsLog, setup_logging
+
+logger = logging.getLogger("r2o")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the last checkpoint on disk is the last good state."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    step: int
+    checkpoint: Path
+    export: Path | None
+    regions_png: Path | None
+    losses: list[float]
+
+
+def build_model(cfg: Config) -> R2O:
+    m = cfg.model
+    return R2O(
+        depth=m.depth,
+        method=m.method,
+        projector_hidden=m.projector_hidden,
+        projector_out=m.projector_out,
+        predictor_hidden=m.predictor_hidden,
+        kmeans_iters=m.kmeans_iters,
+        superpixel_only_above=m.superpixel_only_above,
+        mask_area_threshold=m.mask_area_threshold,
+        nearest_label_resize=m.nearest_label_resize,
+    )
+
+
+def resolve_data_root(cfg: Config, info: DistInfo) -> str:
+    """The folder to train on; with ``data.demo`` the demo scenes are written first if missing."""
+    if not cfg.data.demo:
+        if not cfg.data.root:
+            raise ConfigError("data.root is empty: give an image folder (data.root=PATH) or use data.demo=true")
+        return cfg.data.root
+    demo_dir = Path(cfg.data.demo_dir)
+    if info.is_main and not demo_dataset_ready(demo_dir):
+        logger.info("writing the demo scenes to %s (tools/make_demo_data.py does the same)", demo_dir)
+        write_demo_dataset(demo_dir)
+    barrier(info)
+    return cfg.data.root or str(demo_dir / "images")
+
+
+def current_k(cfg: Config, epoch: int) -> int:
+    c = cfg.curriculum
+    total = c.epochs if c.epochs > 0 else cfg.train.epochs
+    return k_at(epoch, c.schedule, total, c.k_start, c.k_end, c.milestones)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: str | None = None) -> None:
+        self.cfg = cfg
+        self.info = init_distributed(cfg.train.device)
+        self.out = Path(cfg.train.output_dir)
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        barrier(self.info)
+        setup_logging(self.out if self.info.is_main else None, self.info.rank)
+        t = cfg.train
+        self.device = self.info.device
+        root = resolve_data_root(cfg, self.info)
+        d = cfg.data
+        self.dataset = PretrainDataset(
+            root,
+            TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio)),
+            SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness),
+            seed=t.seed,
+            min_image_size=d.min_image_size,
+        )
+        self.loader, self.sampler = build_loader(
+            self.dataset, t.batch_size, d.num_workers, self.info.world_size, self.info.rank, t.seed,
+            pin_memory=d.pin_memory and self.device.type == "cuda",
+        )
+        self.steps_per_epoch = self.sampler.batches_per_epoch()
+        self.total_steps = t.epochs * self.steps_per_epoch
+        self.stop_step = self.total_steps if t.max_steps < 0 else min(t.max_steps, self.total_steps)
+        self.global_batch = t.batch_size * self.info.world_size
+        self.peak_lr = scaled_base_lr(cfg.optim.base_lr, self.global_batch)
+        self.warmup_steps = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
+
+        torch.manual_seed(t.seed)
+        self.model = build_model(cfg).to(self.device)
+        if self.info.distributed and self.device.type == "cuda" and t.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            logger.info("BatchNorm → SyncBatchNorm (world size %d)", self.info.world_size)
+        if t.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(
+            [self.model.online_encoder, self.model.online_projector, self.model.predictor],
+            cfg.optim.optimizer, cfg.optim.weight_decay, cfg.optim.momentum, cfg.optim.trust_coefficient,
+        )
+        self.step = 0
+        self.resume_from = self._find_resume(resume)
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+        self.net: torch.nn.Module = self.model
+        if self.info.distributed:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
+        if self.amp_dtype is not None and self.device.type != "cuda":
+            logger.warning("train.amp=%s needs a GPU; running in fp32 on %s", t.amp, self.device)
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.checkpoint_path = self.out / "checkpoints" / "last.pth"
+
+    # ------------------------------------------------------------------ resume
+    def _find_resume(self, resume: str | None) -> Path | None:
+        if not resume:
+            return None
+        if resume == "auto":
+            path = self.out / "checkpoints" / "last.pth"
+            if path.is_file():
+                return path
+            logger.info("--resume auto: no checkpoint in %s, starting from scratch", path.parent)
+            return None
+        path = Path(resume)
+        if not path.is_file():
+            raise CheckpointError(f"--resume {path}: no such file")
+        return path
+
+    def _load(self, path: Path) -> None:
+        state = load_training_state(path)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path} does not fit this model (model.depth={self.cfg.model.depth}, heads "
+                f"{self.cfg.model.projector_hidden}/{self.cfg.model.projector_out}): {str(exc).splitlines()[0]}"
+            ) from exc
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        changed = _config_changes(state["config"], self.cfg.to_dict())
+        if changed:
+            logger.warning("resuming with settings that differ from the checkpoint's: %s", "; ".join(changed))
+        logger.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
+
+    def _save(self, epoch: int) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise NonFiniteLossError(
+                f"weights became NaN/inf at step {self.step}; not overwriting {self.checkpoint_path}. "
+                "Lower optim.base_lr or use train.amp=none."
+            )
+        if self.info.is_main:
+            atomic_save(
+                training_state(self.model.state_dict(), self.optimizer.state_dict(), self.step, epoch, self.cfg.to_dict()),
+                self.checkpoint_path,
+            )
+        barrier(self.info)
+
+    # ------------------------------------------------------------------ the step
+    def train_step(self, batch: dict, k: int) -> tuple[float, dict]:
+        dev = self.device
+        nb = dev.type == "cuda"
+        views = batch["views"].to(dev, non_blocking=nb)
+        raw = batch["raw"].to(dev, non_blocking=nb)
+        if self.cfg.train.channels_last and dev.type == "cuda":
+            raw = raw.contiguous(memory_format=torch.channels_last)
+        boxes = batch["boxes"].to(dev, non_blocking=nb)
+        superpixels = batch["superpixels"].to(dev, non_blocking=nb)
+        lr = warmup_cosine_lr(self.step, self.total_steps, self.warmup_steps, self.peak_lr)
+        lr *= k_lr_factor(k, self.cfg.optim.lr_k_scaling)
+        set_lr(self.optimizer, lr)
+        generator = torch.Generator(device=dev)
+        generator.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 1_009 + self.info.rank)
+        autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
+            out = self.net(views, boxes, raw, superpixels, k, generator)
+        loss_value = float(out.loss.detach())
+        if not all_true(math.isfinite(loss_value), self.info):
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at step {self.step} (lr {lr:.4g}, K {k}); stopped before the update. "
+                f"The last good checkpoint is {self.checkpoint_path}. Lower optim.base_lr, check the data, "
+                "or resume with --resume auto after changing settings."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        tau = target_momentum(self.step, self.total_steps, self.cfg.optim.base_tau)
+        self.model.update_target(tau)
+        stats = {"lr": lr, "tau": tau, "k": k, "num_labels": out.num_labels, "num_masks": int(out.num_masks)}
+        return loss_value, {**stats, "_label_map": out.label_map, "_raw": raw, "_sp": superpixels}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        metrics = MetricsLog(self.out, enabled=info.is_main)
+        losses: list[float] = []
+        logger.info(
+            "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, peak lr %.4g, %s on %s x%d",
+            len(self.dataset), self.steps_per_epoch, cfg.train.epochs, self.total_steps, self.global_batch,
+            self.peak_lr, cfg.model.method, self.device, info.world_size,
+        )
+        if self.dataset.skipped_non_images:
+            logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
+        skipped_total = 0
+        self.model.train()
+        try:
+            epoch = self.step // self.steps_per_epoch
+            while self.step < self.stop_step:
+                self.dataset.set_epoch(epoch)
+                self.sampler.set_epoch(epoch)
+                self.sampler.set_start_batch(self.step - epoch * self.steps_per_epoch)
+                k = current_k(cfg, epoch)
+                bar = tqdm(
+                    total=self.steps_per_epoch, initial=self.step - epoch * self.steps_per_epoch,
+                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not info.is_main, dynamic_ncols=True,
+                    mininterval=1.0,
+                )
+                tic = time.perf_counter()
+                for batch in self.loader:
+                    if batch["skipped"]:
+                        skipped_total += len(batch["skipped"])
+                        for msg in batch["skipped"]:
+                            logger.warning("skipped: %s", msg)
+                    loss, stats = self.train_step(batch, k)
+                    self.step += 1
+                    losses.append(loss)
+                    now = time.perf_counter()
+                    ips = self.global_batch / max(now - tic, 1e-9)
+                    tic = now
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{stats['lr']:.3g}", K=stats["num_labels"], ips=f"{ips:.1f}")
+                    record = {"step": self.step, "epoch": epoch, "loss": loss, "images_per_s": ips,
+                              "skipped_images": skipped_total,
+                              **{k_: v for k_, v in stats.items() if not k_.startswith("_")}}
+                    metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
+                    if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
+                        metrics.image("regions", self._picture(stats), self.step)
+                    if self.step % cfg.train.checkpoint_every == 0:
+                        self._save(epoch)
+                    if self.step == cfg.debug.kill_at_step:
+                        logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
+                        metrics.close()
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if self.step >= self.stop_step:
+                        break
+                bar.close()
+                if self.step % self.steps_per_epoch == 0:
+                    epoch += 1
+                self._save(epoch)
+            export = self._export() if info.is_main else None
+            png = self.write_regions_png() if info.is_main and cfg.train.regions_png else None
+            logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
+            if skipped_total:
+                logger.warning("%d unreadable images were skipped in this run (see the warnings above)", skipped_total)
+            return TrainResult(self.out, self.step, self.checkpoint_path, export, png, losses)
+        finally:
+            metrics.close()
+            cleanup(info)
+
+    def _picture(self, stats: dict, rows: int = 4):
+        raw = stats["_raw"][:rows]
+        return region_grid(
+            denormalize(raw), stats["_sp"][:rows].cpu().numpy(),
+            [(f"regions (K={stats['num_labels']})", stats["_label_map"][:rows].cpu().numpy())],
+        )
+
+    def _export(self) -> Path:
+        path = self.out / "export" / "backbone_torchvision.pth"
+        atomic_save(self.model.online_encoder.state_dict(), path)
+        return path
+
+    @torch.no_grad()
+    def write_regions_png(self, ks: tuple[int, ...] = (32, 16, 8, 4), rows: int = 4) -> Path:
+        """image | superpixels | refined masks at several K, from the trained target encoder."""
+        from ..model.refiner import RegionRefiner
+
+        samples = [self.dataset[i] for i in range(min(rows, len(self.dataset)))]
+        raw = torch.stack([s["raw"] for s in samples]).to(self.device)
+        sp = torch.stack([s["superpixels"] for s in samples]).to(self.device)
+        was_training = self.model.training
+        self.model.eval()
+        c4 = self.model.target_encoder.forward_c4(raw)
+        self.model.train(was_training)
+        refiner = RegionRefiner(self.cfg.model.kmeans_iters)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        maps = [(f"K={k}", refiner(c4, sp, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
+        return save_png(region_grid(denormalize(raw), sp.cpu().numpy(), maps), self.out / "regions.png")
+
+
+def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_changes(a, b, f"{prefix}{key}.")
+        elif a != b and key not in ("output_dir", "kill_at_step", "max_steps"):
+            out.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return out
+
+
+def train(cfg: Config, resume: str | None = None) -> TrainResult:
+    """Build a Trainer for ``cfg`` (resuming from ``resume``: None, "auto" or a path) and run it."""
+    return Trainer(cfg, resume).fit()

@@ -1,0 +1,75 @@
+"""Region pictures: image | superpixels | refined masks, as one RGB grid (TensorBoard and regions.png)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from skimage.segmentation import find_boundaries, mark_boundaries
+
+from .data.views import IMAGENET_MEAN, IMAGENET_STD
+
+
+def denormalize(raw: torch.Tensor) -> np.ndarray:
+    """float[B,3,H,W] (ImageNet-normalised) → uint8[B,H,W,3]."""
+    mean = raw.new_tensor(IMAGENET_MEAN)[:, None, None]
+    std = raw.new_tensor(IMAGENET_STD)[:, None, None]
+    img = (raw.float() * std + mean).clamp(0, 1) * 255
+    return img.round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def palette(n: int, seed: int = 7) -> np.ndarray:
+    """n distinct-looking colours, uint8[n,3], the same for every call."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(40, 256, size=(max(n, 1), 3), dtype=np.uint8)
+
+
+def upsample_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """int[h,w] → int[size,size], nearest neighbour."""
+    h, w = labels.shape
+    rows = np.arange(size) * h // size
+    cols = np.arange(size) * w // size
+    return labels[rows[:, None], cols[None, :]]
+
+
+def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """uint8[H,W,3] + int[h,w] → uint8[H,W,3]: colour per region, blended, with black region borders."""
+    big = upsample_labels(labels, image.shape[0])
+    colours = palette(int(big.max()) + 1)[big]
+    out = (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
+    out[find_boundaries(big, mode="inner")] = 0
+    return out
+
+
+def region_grid(
+    images: np.ndarray,
+    superpixels: np.ndarray,
+    label_maps: Sequence[tuple[str, np.ndarray]],
+    cell: int = 160,
+) -> np.ndarray:
+    """One row per image: image | superpixels | one column per (title, int[N,h,w]) label map."""
+    titles = ["image", "superpixels", *[t for t, _ in label_maps]]
+    n = images.shape[0]
+    header = 18
+    grid = Image.new("RGB", (cell * len(titles), header + cell * n), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for c, title in enumerate(titles):
+        draw.text((c * cell + 4, 3), title, fill=(0, 0, 0))
+    for r in range(n):
+        img = images[r]
+        tiles = [img, (mark_boundaries(img, superpixels[r], color=(1, 1, 0)) * 255).astype(np.uint8)]
+        tiles += [overlay_labels(img, maps[r]) for _, maps in label_maps]
+        for c, tile in enumerate(tiles):
+            pil = Image.fromarray(tile).resize((cell, cell), Image.NEAREST)
+            grid.paste(pil, (c * cell, header + r * cell))
+    return np.asarray(grid)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path

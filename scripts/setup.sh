@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# One command for the whole stack: creates .venv/ and installs torch, mmcv (compiled CPU ops),
+# mmengine, mmsegmentation, openmim, detectron2, pycocotools, cityscapesscripts, fvcore and r2o itself.
+#
+# Idempotent: a second run only checks what is there (< 1 min). The slow part, mmcv's C++ build
+# (12-40 min on 2 cores), is cached as a wheel outside git, in $R2O_CACHE_DIR (default ~/.cache/r2o).
+#
+# Environment:
+#   R2O_PYTHON        interpreter for the venv (default: python3.11, else python3)
+#   R2O_VENV          venv folder (default: .venv in the repo root)
+#   R2O_CACHE_DIR     where built wheels are kept (default: ~/.cache/r2o)
+#   R2O_D2_SOURCE     auto | git | pypi-sources: where detectron2 comes from (default auto:
+#                     git when its repository answers, else the registry's copy of v0.6's sources)
+#   R2O_D2_GIT_REF    the detectron2 commit installed from git
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${R2O_VENV:-$ROOT/.venv}"
+CACHE="${R2O_CACHE_DIR:-$HOME/.cache/r2o}"
+D2_SOURCE="${R2O_D2_SOURCE:-auto}"
+D2_GIT_URL="https://github.com/facebookresearch/detectron2.git"
+D2_GIT_REF="${R2O_D2_GIT_REF:-2dde706855d87baa9760fbcd0bdb6004a3937204}"
+TORCH_PIN="torch==2.14.1"
+TORCHVISION_PIN="torchvision==0.29.1"
+MMCV_VERSION="2.1.0"
+D2_VERSION="0.6"
+
+STEP="start"
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+step() { STEP="$1"; say "$1"; }
+on_error() {
+  local rc=$?
+  printf '\033[1;31m[setup] FAILED at step: %s (exit %s)\033[0m\n' "$STEP" "$rc" >&2
+  case "$STEP" in
+    *mmcv*) echo "  mmcv's C++ build needs gcc/g++ (C++20) and ~2 GB RAM; see the log above. Remove $CACHE/wheels to rebuild from scratch." >&2 ;;
+    *detectron2*) echo "  Offline installs use the registry's pb1-detectron2==$D2_VERSION sources; set R2O_D2_SOURCE=git to force git." >&2 ;;
+    *torch*) echo "  torch comes from the registry (or this machine's wheel cache); check 'pip config list'." >&2 ;;
+    *) ;;
+  esac
+  echo "  Fix the cause and run 'make setup' again: finished steps are skipped." >&2
+  exit "$rc"
+}
+trap on_error ERR
+
+PY_TAG="cp311"
+step "python: choosing the interpreter"
+PYTHON="${R2O_PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+  if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 10), sys.version' \
+  || { echo "Python >= 3.10 is needed (found $("$PYTHON" --version))" >&2; false; }
+PY_TAG="cp$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
+
+step "venv: $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+VPY="$VENV/bin/python"
+
+# pip < 26: pip 26 refuses pb1-detectron2's metadata (a direct-URL extra).
+# setuptools < 81: 81+ dropped pkg_resources, which mim and detectron2.model_zoo import.
+step "build tools: pip<26, setuptools>=77,<81, wheel, ninja"
+"${PIP[@]}" install -q "pip>=25,<26" "setuptools>=77,<81" wheel ninja
+
+step "torch: $TORCH_PIN $TORCHVISION_PIN"
+"${PIP[@]}" install -q "$TORCH_PIN" "$TORCHVISION_PIN" "setuptools>=77,<81"
+
+step "pinned stack: requirements/stack.txt, nodeps.txt, dev.txt"
+"${PIP[@]}" install -q -r "$ROOT/requirements/stack.txt" -r "$ROOT/requirements/dev.txt" "setuptools>=77,<81"
+"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements/nodeps.txt"
+
+TORCH_VER="$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+WHEELS="$CACHE/wheels/torch$TORCH_VER-$PY_TAG"
+mkdir -p "$WHEELS"
+
+step "mmcv $MMCV_VERSION with compiled ops"
+if "$VPY" -c "import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext('_ext', ['nms']); sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
+  say "  mmcv $MMCV_VERSION with ops already installed"
+else
+  wheel="$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
+  if [ -z "$wheel" ]; then
+    say "  no cached wheel in $WHEELS: building mmcv from source (12-40 min on 2 cores; only the first setup pays)"
+    tmp="$(mktemp -d)"
+    "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
+    tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
+    # torch >= 2.5's ATen headers need C++20; mmcv 2.1.0's setup.py asks for C++17.
+    sed -i 's/-std=c++17/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+    grep -q -- '-std=c++20' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+    start=$(date +%s)
+    (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$tmp/out" .)
+    say "  mmcv built in $(( $(date +%s) - start )) s"
+    cp "$tmp"/out/mmcv-*.whl "$WHEELS/"
+    rm -rf "$tmp"
+    wheel="$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)"
+  else
+    say "  using cached wheel $wheel"
+  fi
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+fi
+
+step "detectron2"
+if "$VPY" -c "import detectron2, detectron2.modeling" 2>/dev/null; then
+  say "  detectron2 $("$VPY" -c 'import detectron2; print(detectron2.__version__)') already installed"
+else
+  if [ "$D2_SOURCE" = "auto" ]; then
+    if timeout 15 git ls-remote --exit-code "$D2_GIT_URL" HEAD >/dev/null 2>&1; then D2_SOURCE=git; else D2_SOURCE=pypi-sources; fi
+  fi
+  if [ "$D2_SOURCE" = "git" ]; then
+    step "detectron2 from git at $D2_GIT_REF (compiles its C++ extension)"
+    "${PIP[@]}" install --no-build-isolation --no-deps "git+$D2_GIT_URL@$D2_GIT_REF"
+  else
+    step "detectron2 $D2_VERSION from the registry's Python sources (offline fallback, no C++ extension)"
+    wheel="$(ls "$WHEELS"/pb1_detectron2-"$D2_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
+    if [ -z "$wheel" ]; then
+      tmp="$(mktemp -d)"
+      "${PIP[@]}" download -q --no-deps --no-binary :all: "pb1-detectron2==$D2_VERSION" -d "$tmp"
+      tar -xzf "$tmp/pb1-detectron2-$D2_VERSION.tar.gz" -C "$tmp"
+      "$VPY" "$ROOT/scripts/patch_detectron2.py" "$tmp/pb1-detectron2-$D2_VERSION"
+      (cd "$tmp/pb1-detectron2-$D2_VERSION" && "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$tmp/out" .)
+      cp "$tmp"/out/pb1_detectron2-*.whl "$WHEELS/"
+      rm -rf "$tmp"
+      wheel="$(ls "$WHEELS"/pb1_detectron2-"$D2_VERSION"-*.whl | head -n 1)"
+    else
+      say "  using cached wheel $wheel"
+    fi
+    "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+  fi
+fi
+
+step "r2o (editable, with its console scripts)"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+
+step "check: every package imports"
+"$VPY" - <<'EOF'
+import importlib
+for name in ["torch", "torchvision", "detectron2", "detectron2.modeling", "mmseg", "mmengine", "mmcv.ops",
+             "mim", "pycocotools", "cityscapesscripts", "fvcore", "skimage", "timm", "tensorboard",
+             "r2o_pretrain", "r2o_d2", "r2o_mmseg"]:
+    importlib.import_module(name)
+import mmcv, mmengine, mmseg, torch
+print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmseg {mmseg.__version__}")
+EOF
+trap - ERR
+say "done. Activate with: source $VENV/bin/activate"

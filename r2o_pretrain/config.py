@@ -120,6 +120,11 @@ def _plain(value: Any) -> Any:
 
 def _coerce(section: str, name: str, current: Any, value: Any) -> Any:
     where = f"{section}.{name}"
+    if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            value = float(value) if isinstance(current, float) else int(value)
+        except ValueError:
+            pass
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -155,9 +160,7 @@ def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> C
     """Set the fields named in ``values`` ({section: {key: value}}); unknown names are errors."""
     for section, entries in values.items():
         if not hasattr(cfg, section) or section.startswith("_"):
-            raise ConfigError(
-                f"{source}: unknown section '{section}' (sections: {', '.join(_sections())})"
-            )
+            raise ConfigError(f"{source}: unknown section '{section}' (sections: {', '.join(_sections())})")
         if not isinstance(entries, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping, got {entries!r}")
         sub = getattr(cfg, section)

@@ -29,7 +29,11 @@ def split_decay_groups(modules: list[nn.Module]) -> tuple[list[nn.Parameter], li
 
 
 def build_optimizer(
-    modules: list[nn.Module], kind: str = "lars", weight_decay: float = 1e-6, momentum: float = 0.9, trust_coefficient: float = 1e-3
+    modules: list[nn.Module],
+    kind: str = "lars",
+    weight_decay: float = 1e-6,
+    momentum: float = 0.9,
+    trust_coefficient: float = 1e-3,
 ) -> torch.optim.Optimizer:
     """timm's LARS: a group with weight decay is LARS-adapted, the excluded group (wd 0) is plain SGD."""
     regular, excluded = split_decay_groups(modules)

@@ -39,8 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file of settings (default: %(default)s)")
     parser.add_argument("--output-dir", help="where checkpoints, logs and exports go (= train.output_dir)")
-    parser.add_argument("--resume", metavar="auto|PATH",
-                        help="continue a run: 'auto' takes OUTPUT_DIR/checkpoints/last.pth if it exists")
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue a run: 'auto' takes OUTPUT_DIR/checkpoints/last.pth if it exists",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 model.depth=50")
     return parser.parse_args(argv)
 

@@ -17,7 +17,9 @@ def setup_logging(out_dir: Path | None, rank: int = 0) -> None:
     for h in list(root.handlers):
         if getattr(h, "_r2o", False):
             root.removeHandler(h)
-    fmt = logging.Formatter(f"[%(asctime)s r2o{'' if rank == 0 else ' rank' + str(rank)}] %(levelname)s %(message)s", "%H:%M:%S")
+    fmt = logging.Formatter(
+        f"[%(asctime)s r2o{'' if rank == 0 else ' rank' + str(rank)}] %(levelname)s %(message)s", "%H:%M:%S"
+    )
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     handlers: list[logging.Handler] = [console]

@@ -7,7 +7,6 @@ are functions of (seed, epoch, index) and the k-means seed is a function of (see
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -108,7 +107,12 @@ class Trainer:
             min_image_size=d.min_image_size,
         )
         self.loader, self.sampler = build_loader(
-            self.dataset, t.batch_size, d.num_workers, self.info.world_size, self.info.rank, t.seed,
+            self.dataset,
+            t.batch_size,
+            d.num_workers,
+            self.info.world_size,
+            self.info.rank,
+            t.seed,
             pin_memory=d.pin_memory and self.device.type == "cuda",
         )
         self.steps_per_epoch = self.sampler.batches_per_epoch()
@@ -127,7 +131,10 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(
             [self.model.online_encoder, self.model.online_projector, self.model.predictor],
-            cfg.optim.optimizer, cfg.optim.weight_decay, cfg.optim.momentum, cfg.optim.trust_coefficient,
+            cfg.optim.optimizer,
+            cfg.optim.weight_decay,
+            cfg.optim.momentum,
+            cfg.optim.trust_coefficient,
         )
         self.step = 0
         self.resume_from = self._find_resume(resume)
@@ -184,7 +191,9 @@ class Trainer:
             )
         if self.info.is_main:
             atomic_save(
-                training_state(self.model.state_dict(), self.optimizer.state_dict(), self.step, epoch, self.cfg.to_dict()),
+                training_state(
+                    self.model.state_dict(), self.optimizer.state_dict(), self.step, epoch, self.cfg.to_dict()
+                ),
                 self.checkpoint_path,
             )
         barrier(self.info)
@@ -232,8 +241,15 @@ class Trainer:
         losses: list[float] = []
         logger.info(
             "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, peak lr %.4g, %s on %s x%d",
-            len(self.dataset), self.steps_per_epoch, cfg.train.epochs, self.total_steps, self.global_batch,
-            self.peak_lr, cfg.model.method, self.device, info.world_size,
+            len(self.dataset),
+            self.steps_per_epoch,
+            cfg.train.epochs,
+            self.total_steps,
+            self.global_batch,
+            self.peak_lr,
+            cfg.model.method,
+            self.device,
+            info.world_size,
         )
         if self.dataset.skipped_non_images:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
@@ -247,8 +263,11 @@ class Trainer:
                 self.sampler.set_start_batch(self.step - epoch * self.steps_per_epoch)
                 k = current_k(cfg, epoch)
                 bar = tqdm(
-                    total=self.steps_per_epoch, initial=self.step - epoch * self.steps_per_epoch,
-                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not info.is_main, dynamic_ncols=True,
+                    total=self.steps_per_epoch,
+                    initial=self.step - epoch * self.steps_per_epoch,
+                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                    disable=not info.is_main,
+                    dynamic_ncols=True,
                     mininterval=1.0,
                 )
                 tic = time.perf_counter()
@@ -264,10 +283,17 @@ class Trainer:
                     ips = self.global_batch / max(now - tic, 1e-9)
                     tic = now
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{stats['lr']:.3g}", K=stats["num_labels"], ips=f"{ips:.1f}")
-                    record = {"step": self.step, "epoch": epoch, "loss": loss, "images_per_s": ips,
-                              "skipped_images": skipped_total,
-                              **{k_: v for k_, v in stats.items() if not k_.startswith("_")}}
+                    bar.set_postfix(
+                        loss=f"{loss:.4f}", lr=f"{stats['lr']:.3g}", K=stats["num_labels"], ips=f"{ips:.1f}"
+                    )
+                    record = {
+                        "step": self.step,
+                        "epoch": epoch,
+                        "loss": loss,
+                        "images_per_s": ips,
+                        "skipped_images": skipped_total,
+                        **{k_: v for k_, v in stats.items() if not k_.startswith("_")},
+                    }
                     metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
                     if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
                         metrics.image("regions", self._picture(stats), self.step)
@@ -296,7 +322,8 @@ class Trainer:
     def _picture(self, stats: dict, rows: int = 4):
         raw = stats["_raw"][:rows]
         return region_grid(
-            denormalize(raw), stats["_sp"][:rows].cpu().numpy(),
+            denormalize(raw),
+            stats["_sp"][:rows].cpu().numpy(),
             [(f"regions (K={stats['num_labels']})", stats["_label_map"][:rows].cpu().numpy())],
         )
 

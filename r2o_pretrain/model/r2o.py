@@ -83,7 +83,9 @@ class R2O(nn.Module):
         c4 = self.target_encoder.forward_c4(raw)
         return self.refiner(c4, superpixels, k, label_size, generator)
 
-    def _embed(self, encoder: ResNetEncoder, projector: nn.Module, view: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def _embed(
+        self, encoder: ResNetEncoder, projector: nn.Module, view: torch.Tensor, masks: torch.Tensor
+    ) -> torch.Tensor:
         """view float[B,3,S,S], masks float[B,M,h*w] → projections float[B,M,D]."""
         _, c5 = encoder(view)
         pooled = mask_pool(c5, masks)
@@ -110,7 +112,9 @@ class R2O(nn.Module):
         online = [self._embed(self.online_encoder, self.online_projector, views[:, v], masks[:, v]) for v in (0, 1)]
         preds = [self.predictor(z.flatten(0, 1)).view_as(z) for z in online]
         with torch.no_grad():
-            targets = [self._embed(self.target_encoder, self.target_projector, views[:, v], masks[:, v]) for v in (0, 1)]
+            targets = [
+                self._embed(self.target_encoder, self.target_projector, views[:, v], masks[:, v]) for v in (0, 1)
+            ]
         loss_a, n_a = masked_byol_loss(preds[0], targets[1], counted)
         loss_b, n_b = masked_byol_loss(preds[1], targets[0], counted)
         return LossOutput(loss_a + loss_b, n_a + n_b, num_labels, label_map.detach())

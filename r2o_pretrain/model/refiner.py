@@ -70,6 +70,9 @@ class RegionRefiner:
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, int]:
         feats, valid = superpixel_features(c4, superpixels)
+        # Diverged weights give NaN features; cluster zeros instead so that the step reaches the loss,
+        # whose non-finite value the trainer detects on every process at once (no DDP hang).
+        feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
         assign, centres = kmeans(feats[valid], k, self.kmeans_iters, generator)
         cluster_of = torch.zeros(valid.shape, dtype=torch.long, device=feats.device)
         cluster_of[valid] = assign

@@ -1,0 +1,30 @@
+# The two commands of the README:
+#   make demo   set everything up, then pretrain R2O on the bundled demo scenes
+#   make test   set everything up, then run the test suite (what CI runs)
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint bench lock clean-cache
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) tools/pretrain.py
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+# Rewrite requirements/stack.txt from the current venv (after changing a top-level pin on purpose).
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|torchvision|triton|nvidia-|cuda-|mmcv|openmim|cityscapesScripts|pytest|ruff|iniconfig|pluggy|ninja|pb1-detectron2|detectron2)[=@ ]' > requirements/stack.lock.new
+	@echo "review requirements/stack.lock.new, then move it over requirements/stack.txt"
+
+clean-cache:
+	rm -rf $${R2O_CACHE_DIR:-$$HOME/.cache/r2o}/wheels

@@ -1,0 +1,58 @@
+"""Shared fixtures: small generated data, and a tiny pretraining config that trains in seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """A small demo dataset (every export), written once per test session."""
+    from r2o_pretrain.data.demo_scenes import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=24, n_val=8, n_fg=8, size=96, seed=1)
+
+
+def tiny_overrides(data_root: Path, out: Path, **extra: object) -> list[str]:
+    values = {
+        "data.root": str(data_root),
+        "data.view_size": 64,
+        "data.raw_size": 64,
+        "data.n_segments": 20,
+        "data.num_workers": 0,
+        "data.superpixel_cache": str(out / "sp_cache"),
+        "model.depth": 18,
+        "model.projector_hidden": 64,
+        "model.projector_out": 32,
+        "model.predictor_hidden": 64,
+        "curriculum.k_start": 8,
+        "curriculum.k_end": 2,
+        "optim.warmup_epochs": 1,
+        "train.epochs": 2,
+        "train.batch_size": 4,
+        "train.output_dir": str(out),
+        "train.log_every": 1,
+        "train.image_log_every": 4,
+        "train.checkpoint_every": 2,
+        "train.regions_png": False,
+        "train.seed": 3,
+    }
+    values.update({k.replace("__", "."): v for k, v in extra.items()})
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a script under tools/ (or a module with -m) with this interpreter; output captured."""
+    cmd = [sys.executable, *args]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -1,0 +1,27 @@
+"""Run under torchrun by test_trainer.py: trains a few steps with DDP (gloo), then every rank saves
+its online weights so the test can check that the replicas stayed identical."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from r2o_pretrain.config import load_config  # noqa: E402
+from r2o_pretrain.engine.trainer import Trainer  # noqa: E402
+
+
+def main() -> None:
+    out_dir, overrides = sys.argv[1], sys.argv[2:]
+    cfg = load_config(None, overrides)
+    trainer = Trainer(cfg)
+    rank, world = trainer.info.rank, trainer.info.world_size
+    model = trainer.model
+    trainer.fit()
+    state = {k: v.detach().cpu() for k, v in model.named_parameters()}  # buffers (BN stats) stay per rank
+    torch.save({"world": world, "state": state}, Path(out_dir) / f"rank{rank}.pt")
+
+
+if __name__ == "__main__":
+    main()

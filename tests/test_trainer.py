@@ -1,0 +1,168 @@
+"""End-to-end pretraining: the CLI, exact resume after a kill, DDP replicas, bad data, NaN stop."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_tool, tiny_overrides
+from PIL import Image
+
+
+def read_losses(out):
+    losses = {}
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        losses[rec["step"]] = rec  # a re-run step after resume overwrites the earlier record
+    return losses
+
+
+@pytest.fixture(scope="module")
+def full_run(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    r = run_tool(
+        "tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, data__num_workers=2, train__regions_png=True)
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_cli_writes_checkpoint_export_logs_and_picture(full_run):
+    out, r = full_run
+    assert (out / "checkpoints/last.pth").is_file()
+    assert (out / "regions.png").is_file() and Image.open(out / "regions.png").size[0] > 300
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    export = torch.load(out / "export/backbone_torchvision.pth", weights_only=True)
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    missing, unexpected = net.load_state_dict(export, strict=False)
+    assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
+    recs = read_losses(out)
+    assert len(recs) == 12  # 24 images / batch 4 = 6 steps x 2 epochs
+    # cosine curriculum 8 → 2 over 2 epochs: epoch 0 K=8, epoch 1 K=int(2 + 6 * (1 + cos(pi/2)) / 2) = 5
+    assert {recs[s]["k"] for s in range(1, 7)} == {8} and {recs[s]["k"] for s in range(7, 13)} == {5}
+    assert "exported backbone" in r.stdout
+
+
+def test_resume_after_kill_gives_identical_losses(full_run, demo_dir, tmp_path):
+    out_full, _ = full_run
+    out = tmp_path / "killed"
+    args = tiny_overrides(demo_dir / "images", out, data__num_workers=2, train__regions_png=True)
+    killed = run_tool("tools/pretrain.py", *args, "debug.kill_at_step=5")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # really killed, mid-epoch, after step 5
+    assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 4
+    resumed = run_tool("tools/pretrain.py", *args, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    full, again = read_losses(out_full), read_losses(out)
+    assert sorted(full) == sorted(again) == list(range(1, 13))
+    for step in full:
+        assert again[step]["loss"] == full[step]["loss"], f"step {step}"
+    a = torch.load(out_full / "export/backbone_torchvision.pth", weights_only=True)
+    b = torch.load(out / "export/backbone_torchvision.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_foreign_checkpoint(demo_dir, tmp_path):
+    bad = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, bad)
+    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(bad))
+    assert r.returncode == 2 and "not an r2o training checkpoint" in r.stderr
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(b"PK\x03\x04garbage")
+    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(truncated))
+    assert r.returncode == 2 and str(truncated) in r.stderr
+
+
+def test_ddp_two_processes_keep_replicas_identical(demo_dir, tmp_path):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    r = run_tool(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(ROOT / "tests/helpers/ddp_train.py"),
+        str(out),
+        *tiny_overrides(demo_dir / "images", out / "run", train__epochs=1),
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    s0 = torch.load(out / "rank0.pt", weights_only=True)
+    s1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert s0["world"] == s1["world"] == 2
+    init = torch.load(out / "run/checkpoints/last.pth", weights_only=True)
+    assert init["step"] == 3  # 24 images / (4 x 2 processes)
+    assert len(s0["state"]) > 50
+    for key, value in s0["state"].items():  # every parameter, online and target
+        assert torch.equal(value, s1["state"][key]), key
+
+
+def test_training_on_a_folder_with_bad_images_reports_skips(tmp_path):
+    from test_data import make_odd_folder
+
+    root = make_odd_folder(tmp_path / "odd")
+    # enough good images for two batches of 4
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / "class_a" / f"extra{i}.png")
+    out = tmp_path / "out"
+    r = run_tool("tools/pretrain.py", *tiny_overrides(root, out, train__epochs=1))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "corrupt.jpg" in r.stderr and "truncated.jpg" in r.stderr
+    assert "non-image files" in r.stderr
+    last = list(read_losses(out).values())[-1]
+    assert last["skipped_images"] >= 3
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(demo_dir, tmp_path):
+    out = tmp_path / "nan"
+    r = run_tool(
+        "tools/pretrain.py",
+        *tiny_overrides(
+            demo_dir / "images", out, optim__base_lr=1e30, optim__warmup_epochs=0, train__checkpoint_every=1
+        ),
+    )
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert "NaN" in r.stderr or "nan" in r.stderr
+    ckpt = out / "checkpoints/last.pth"
+    if ckpt.exists():  # whatever was saved holds finite weights only
+        state = torch.load(ckpt, weights_only=True)
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_cli_errors_are_clear(tmp_path):
+    r = run_tool("tools/pretrain.py", "train.nope=1")
+    assert r.returncode == 2 and "unknown key 'train.nope'" in r.stderr
+    r = run_tool("tools/pretrain.py", "model.method=simclr")
+    assert r.returncode == 2 and "model.method" in r.stderr
+    r = run_tool(
+        "tools/pretrain.py", "data.demo=false", f"data.root={tmp_path / 'missing'}", f"train.output_dir={tmp_path}"
+    )
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run_tool("tools/pretrain.py", "--help")
+    assert r.returncode == 0 and "--resume" in r.stdout and "curriculum.schedule" in r.stdout
+
+
+@pytest.mark.parametrize("method", ["detcon", "byol"])
+def test_ablation_methods_train(method, demo_dir, tmp_path):
+    out = tmp_path / method
+    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, model__method=method))
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = read_losses(out)
+    if method == "byol":
+        assert {rec["num_labels"] for rec in recs.values()} == {1}
+    else:
+        assert min(rec["num_labels"] for rec in recs.values()) > 8  # the superpixels themselves
+
+
+def test_encoder_dims_follow_depth():
+    from r2o_pretrain.model.encoder import ResNetEncoder
+
+    for depth, (c4, c5) in {18: (256, 512), 34: (256, 512), 50: (1024, 2048)}.items():
+        enc = ResNetEncoder(depth)
+        assert (enc.c4_channels, enc.c5_channels) == (c4, c5)
+        a, b = enc(torch.randn(2, 3, 64, 64))
+        assert a.shape == (2, c4, 4, 4) and b.shape == (2, c5, 2, 2)

@@ -83,7 +83,7 @@ else
   if [ -z "$wheel" ]; then
     say "  no cached wheel in $WHEELS: building mmcv from source (12-40 min on 2 cores; only the first setup pays)"
     tmp="$(mktemp -d)"
-    "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
+    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
     tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
     # torch >= 2.5's ATen headers need C++20; mmcv 2.1.0's setup.py asks for C++17.
     sed -i 's/-std=c++17/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
@@ -116,7 +116,7 @@ else
     wheel="$(ls "$WHEELS"/pb1_detectron2-"$D2_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
     if [ -z "$wheel" ]; then
       tmp="$(mktemp -d)"
-      "${PIP[@]}" download -q --no-deps --no-binary :all: "pb1-detectron2==$D2_VERSION" -d "$tmp"
+      "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "pb1-detectron2==$D2_VERSION" -d "$tmp"
       tar -xzf "$tmp/pb1-detectron2-$D2_VERSION.tar.gz" -C "$tmp"
       "$VPY" "$ROOT/scripts/patch_detectron2.py" "$tmp/pb1-detectron2-$D2_VERSION"
       (cd "$tmp/pb1-detectron2-$D2_VERSION" && "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$tmp/out" .)

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Convert an R2O / torchvision ResNet checkpoint for torchvision, detectron2 or mmsegmentation.
+
+The input format is detected from the file's contents and printed: this project's pretraining
+checkpoints (online or target encoder), its torchvision exports, the official R2O checkpoints,
+plain torchvision state dicts and {"state_dict": ...} wrappers; ResNet-18/34/50/101/152.
+Nothing is written unless every backbone tensor is present with the right shape.
+
+Examples:
+  python tools/convert.py runs/demo/checkpoints/last.pth r18_d2.pkl --to d2
+  python tools/convert.py r2o_official_300ep.pth r50_mmseg.pth --to mmseg
+  python tools/convert.py last.pth target_r50.pth --to torchvision --encoder target
+
+Exit codes: 0 written; 2 refused (unreadable, incomplete or unsafe input, bad arguments); 1 other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tools/convert.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("input", help="checkpoint to read")
+    parser.add_argument("output", help="file to write (never the input)")
+    parser.add_argument("--to", required=True, choices=["torchvision", "d2", "mmseg"], help="output format")
+    parser.add_argument("--encoder", default="online", choices=["online", "target"],
+                        help="which encoder of a pretraining checkpoint (default: %(default)s)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow inputs that need full unpickling (can run code: trusted files only)")
+    args = parser.parse_args(argv)
+    try:
+        weights = read_resnet_weights(args.input, args.encoder, args.allow_pickle)
+        print(f"input: {args.input}: {weights.source_format}, ResNet-{weights.depth}, {len(weights.state)} tensors")
+        for note in weights.notes:
+            print(f"  note: {note}")
+        out = write_weights(weights, args.output, args.to)
+    except ConversionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({args.to})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""detectron2 plugin for R2O backbones. Importing it registers the backbone builder and the mappers.
+
+from r2o_d2 import add_r2o_config, R2OTrainer
+"""
+
+from .backbone import build_r2o_resnet_backbone, build_r2o_resnet_fpn_backbone
+from .checkpoint import R2OCheckpointer
+from .config import adapt_norm_to_world_size, add_r2o_config
+from .datasets import register_coco_dataset, register_demo_datasets
+from .mapper import MAPPER_REGISTRY, build_mapper
+from .trainer import R2OTrainer
+
+__all__ = [
+    "MAPPER_REGISTRY",
+    "R2OCheckpointer",
+    "R2OTrainer",
+    "adapt_norm_to_world_size",
+    "add_r2o_config",
+    "build_mapper",
+    "build_r2o_resnet_backbone",
+    "build_r2o_resnet_fpn_backbone",
+    "register_coco_dataset",
+    "register_demo_datasets",
+]

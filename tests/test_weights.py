@@ -5,9 +5,9 @@ import pickle
 import pytest
 import torch
 import torchvision
+from conftest import run_tool
 from torch import nn
 
-from conftest import run_tool
 from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights
 from r2o_pretrain.weights.resnet_keys import detectron2_to_torchvision, torchvision_to_detectron2
 
@@ -75,8 +75,13 @@ def load_d2(backbone, pkl_path):
 def mmseg_resnet(depth: int, checkpoint):
     from mmseg.models.backbones import ResNet
 
-    net = ResNet(depth=depth, style="pytorch", out_indices=(0, 1, 2, 3), norm_cfg=dict(type="BN", requires_grad=True),
-                 init_cfg=dict(type="Pretrained", checkpoint=str(checkpoint)))
+    net = ResNet(
+        depth=depth,
+        style="pytorch",
+        out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type="BN", requires_grad=True),
+        init_cfg=dict(type="Pretrained", checkpoint=str(checkpoint)),
+    )
     net.init_weights()
     net.eval()  # mmseg's ResNet.train() returns None, so no chaining
     return net
@@ -155,8 +160,13 @@ def test_refusals_name_the_problem_and_write_nothing(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": state, "extra": Evil()}, evil)
-    for path, message in [(truncated, "not a readable"), (partial, "layer4.1.conv1.weight"),
-                          (foreign, "not a ResNet"), (shapes, "shape mismatch"), (evil, "--allow-pickle")]:
+    for path, message in [
+        (truncated, "not a readable"),
+        (partial, "layer4.1.conv1.weight"),
+        (foreign, "not a ResNet"),
+        (shapes, "shape mismatch"),
+        (evil, "--allow-pickle"),
+    ]:
         out = tmp_path / f"out_{path.stem}.pkl"
         r = run_tool("tools/convert.py", str(path), str(out), "--to", "d2")
         assert r.returncode == 2, (path, r.stderr)
@@ -186,7 +196,9 @@ def test_pretraining_checkpoint_converts_from_the_command_line(demo_dir, tmp_pat
         r = run_tool("tools/convert.py", str(ckpt), str(tmp_path / f"o.{target}"), "--to", target)
         assert r.returncode == 0, r.stderr
         assert "r2o-pretrain (online encoder" in r.stdout and "ResNet-18" in r.stdout
-    r = run_tool("tools/convert.py", str(out / "export/backbone_torchvision.pth"), str(tmp_path / "e.pkl"), "--to", "d2")
+    r = run_tool(
+        "tools/convert.py", str(out / "export/backbone_torchvision.pth"), str(tmp_path / "e.pkl"), "--to", "d2"
+    )
     assert r.returncode == 0 and "torchvision" in r.stdout
     exported = torch.load(out / "export/backbone_torchvision.pth", weights_only=True)
     online = read_resnet_weights(ckpt).state

@@ -32,10 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="checkpoint to read")
     parser.add_argument("output", help="file to write (never the input)")
     parser.add_argument("--to", required=True, choices=["torchvision", "d2", "mmseg"], help="output format")
-    parser.add_argument("--encoder", default="online", choices=["online", "target"],
-                        help="which encoder of a pretraining checkpoint (default: %(default)s)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="allow inputs that need full unpickling (can run code: trusted files only)")
+    parser.add_argument(
+        "--encoder",
+        default="online",
+        choices=["online", "target"],
+        help="which encoder of a pretraining checkpoint (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow inputs that need full unpickling (can run code: trusted files only)",
+    )
     args = parser.parse_args(argv)
     try:
         weights = read_resnet_weights(args.input, args.encoder, args.allow_pickle)

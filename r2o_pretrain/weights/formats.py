@@ -150,7 +150,9 @@ def read_resnet_weights(path: str | os.PathLike, encoder: str = "online", allow_
         raise ConversionError(f"{path} ({fmt}): not a ResNet-18/34/50/101/152 backbone: {exc.args[0]}") from exc
     reference = torchvision.models.__dict__[f"resnet{depth}"](weights=None).state_dict()
     # num_batches_tracked is bookkeeping, not a weight: optional (detectron2 files have none)
-    reference = {k: v for k, v in reference.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    reference = {
+        k: v for k, v in reference.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    }
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     report = compare_state(reference, state, str(path), fmt)
     if not report.complete:

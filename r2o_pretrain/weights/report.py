@@ -25,9 +25,11 @@ class LoadReport:
             f"r2o weights: loaded {len(self.loaded)}/{len(self.loaded) + len(self.missing) + len(self.mismatched)} "
             f"backbone tensors from {self.source} ({self.source_format})"
         ]
-        for title, names in (("NOT loaded (missing from the file)", self.missing),
-                             ("NOT loaded (shape mismatch)", self.mismatched),
-                             ("unused (in the file, not in the model)", self.unexpected)):
+        for title, names in (
+            ("NOT loaded (missing from the file)", self.missing),
+            ("NOT loaded (shape mismatch)", self.mismatched),
+            ("unused (in the file, not in the model)", self.unexpected),
+        ):
             if names:
                 shown = ", ".join(names[:12]) + (f", ... ({len(names) - 12} more)" if len(names) > 12 else "")
                 lines.append(f"  {title}: {len(names)}: {shown}")

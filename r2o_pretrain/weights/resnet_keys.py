@@ -69,8 +69,9 @@ def infer_depth(state: dict[str, torch.Tensor]) -> int:
         return table[counts_t]
     # blocks missing from a file: the smallest ResNet that has every block present, so that the
     # caller's key-by-key report names exactly what is missing
-    candidates = [(sum(c), d) for c, d in table.items() if all(a >= b for a, b in zip(c, counts_t))
-                  and (d >= 50) == bottleneck]
+    candidates = [
+        (sum(c), d) for c, d in table.items() if all(a >= b for a, b in zip(c, counts_t)) and (d >= 50) == bottleneck
+    ]
     if candidates and any(counts_t):
         return min(candidates)[1]
     raise KeyError(f"block counts {counts_t} of layer1-4 match no ResNet-18/34/50/101/152")

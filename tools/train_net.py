@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Fine-tune an R2O backbone with detectron2 (Mask R-CNN R50-FPN, the R2O/DetCon COCO protocol).
+
+detectron2's own conventions: --config-file, --num-gpus, --num-machines, --machine-rank, --dist-url,
+--resume, --eval-only and trailing KEY VALUE overrides. MODEL.WEIGHTS takes an R2O pretraining
+checkpoint, a torchvision export, an official R2O checkpoint or a converted .pkl; a load report says
+how many backbone tensors were loaded.
+
+Examples:
+  python tools/train_net.py --config-file r2o_d2/configs/mask_rcnn_R50_FPN.yaml --num-gpus 8 \\
+      MODEL.WEIGHTS runs/r2o_r50/checkpoints/last.pth
+  python tools/train_net.py --config-file r2o_d2/configs/mask_rcnn_R18_FPN_demo.yaml \\
+      MODEL.WEIGHTS runs/demo/checkpoints/last.pth               # CPU, demo scenes
+  python tools/train_net.py --config-file ... --coco-dataset mine_train ann.json images/ \\
+      DATASETS.TRAIN '("mine_train",)'
+  python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import detectron2.utils.comm as comm  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from r2o_d2 import (  # noqa: E402
+    R2OCheckpointer,
+    R2OTrainer,
+    adapt_norm_to_world_size,
+    add_r2o_config,
+    register_coco_dataset,
+    register_demo_datasets,
+)
+from r2o_pretrain.weights import ConversionError  # noqa: E402
+
+logger = logging.getLogger("r2o_d2")
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_r2o_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    changed = adapt_norm_to_world_size(cfg, comm.get_world_size())
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="r2o_d2")
+    if changed:
+        logger.info("world size 1: SyncBN → BN for %s", ", ".join(changed))
+    return cfg
+
+
+def register_datasets(args) -> None:
+    register_demo_datasets()
+    for name, json_file, image_root in args.coco_dataset or []:
+        register_coco_dataset(name, json_file, image_root)
+
+
+def main(args):
+    register_datasets(args)
+    cfg = setup(args)
+    if args.eval_only:
+        model = R2OTrainer.build_model(cfg)
+        R2OCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, encoder=cfg.MODEL.R2O.ENCODER, allow_pickle=cfg.MODEL.R2O.ALLOW_PICKLE
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return R2OTrainer.test(cfg, model)
+    trainer = R2OTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def parser():
+    p = default_argument_parser(epilog=__doc__)
+    p.add_argument(
+        "--coco-dataset",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset under NAME (repeatable); then use it in DATASETS.TRAIN/TEST",
+    )
+    return p
+
+
+def cli(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (ConversionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

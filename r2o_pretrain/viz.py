@@ -73,3 +73,29 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
+
+
+@torch.no_grad()
+def regions_picture(
+    encoder,
+    raw: torch.Tensor,
+    superpixels: torch.Tensor,
+    ks: Sequence[int] = (128, 32, 8, 4),
+    kmeans_iters: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """image | superpixels | refined masks at each K, from ``encoder``'s c4 of the raw views.
+
+    raw float[B,3,R,R] (ImageNet-normalised), superpixels int64[B,R,R]. K above the number of
+    superpixels in the batch is capped by k-means.
+    """
+    from .model.refiner import RegionRefiner
+
+    was_training = encoder.training
+    encoder.eval()
+    c4 = encoder.forward_c4(raw)
+    encoder.train(was_training)
+    refiner = RegionRefiner(kmeans_iters)
+    gen = torch.Generator(device=raw.device).manual_seed(seed)
+    maps = [(f"K={k}", refiner(c4, superpixels, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
+    return region_grid(denormalize(raw), superpixels.cpu().numpy(), maps)

@@ -29,7 +29,7 @@ from ..data.superpixels import SuperpixelCache
 from ..data.views import TwoViewTransform
 from ..model.r2o import R2O
 from ..optim import build_optimizer, k_lr_factor, scaled_base_lr, set_lr, target_momentum, warmup_cosine_lr
-from ..viz import denormalize, region_grid, save_png
+from ..viz import denormalize, region_grid, regions_picture, save_png
 from .checkpoint import CheckpointError, atomic_save, load_training_state, training_state
 from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
 from .logging import MetricsLog, setup_logging
@@ -335,19 +335,11 @@ class Trainer:
     @torch.no_grad()
     def write_regions_png(self, ks: tuple[int, ...] = (32, 16, 8, 4), rows: int = 4) -> Path:
         """image | superpixels | refined masks at several K, from the trained target encoder."""
-        from ..model.refiner import RegionRefiner
-
         samples = [self.dataset[i] for i in range(min(rows, len(self.dataset)))]
         raw = torch.stack([s["raw"] for s in samples]).to(self.device)
         sp = torch.stack([s["superpixels"] for s in samples]).to(self.device)
-        was_training = self.model.training
-        self.model.eval()
-        c4 = self.model.target_encoder.forward_c4(raw)
-        self.model.train(was_training)
-        refiner = RegionRefiner(self.cfg.model.kmeans_iters)
-        gen = torch.Generator(device=self.device).manual_seed(0)
-        maps = [(f"K={k}", refiner(c4, sp, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
-        return save_png(region_grid(denormalize(raw), sp.cpu().numpy(), maps), self.out / "regions.png")
+        grid = regions_picture(self.model.target_encoder, raw, sp, ks, self.cfg.model.kmeans_iters)
+        return save_png(grid, self.out / "regions.png")
 
 
 def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

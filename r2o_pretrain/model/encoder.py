@@ -50,3 +50,13 @@ class ResNetEncoder(nn.Module):
     def forward_c4(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer3(self.layer2(self.layer1(x)))
+
+
+def load_encoder(path: str, encoder: str = "online", allow_pickle: bool = False) -> ResNetEncoder:
+    """A ResNetEncoder with the weights of any supported checkpoint (see ``r2o_pretrain.weights``)."""
+    from ..weights import read_resnet_weights
+
+    weights = read_resnet_weights(path, encoder, allow_pickle)
+    net = ResNetEncoder(weights.depth)
+    net.load_state_dict(weights.state, strict=True)
+    return net

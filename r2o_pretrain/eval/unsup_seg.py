@@ -1,0 +1,199 @@
+"""Unsupervised object segmentation (the CUB protocol): fg/bg masks from a pretrained encoder alone.
+
+For each image: resize to S×S, SLIC superpixels, the encoder's layer3 (c4) map pooled per superpixel,
+k-means with K=2 over that image's superpixels (the region refiner with K=2, no training). The
+foreground is the cluster that touches the image border least (the fraction of border pixels it
+covers; ties go to the smaller cluster). The oracle instead picks whichever assignment matches the
+ground truth better, an upper bound for the fg rule.
+
+Scores: per image, IoU of the foreground and IoU of the background; a dataset's fg IoU is the mean over
+images, and its mIoU the mean of fg and bg IoU (as in the literature).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.superpixels import slic_labels
+from ..data.views import IMAGENET_MEAN, IMAGENET_STD
+from ..model.encoder import ResNetEncoder
+from ..model.kmeans import kmeans
+from ..model.refiner import superpixel_features
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class EvalDataError(RuntimeError):
+    """The evaluation data cannot be used; the message names the files."""
+
+
+# ----------------------------------------------------------------------------- metric (pure numpy)
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two boolean masks; 1.0 when both are empty."""
+    union = np.logical_or(pred, gt).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+
+
+def fg_bg_iou(pred_fg: np.ndarray, gt_fg: np.ndarray) -> tuple[float, float]:
+    return iou(pred_fg, gt_fg), iou(~pred_fg, ~gt_fg)
+
+
+def border_fraction(mask: np.ndarray) -> float:
+    """Fraction of the image's border pixels that ``mask`` covers."""
+    border = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+    return float(border.mean())
+
+
+def choose_foreground(labels: np.ndarray) -> np.ndarray:
+    """labels int[H,W] in {0,1} → bool[H,W]: the cluster touching the border least (ties: the smaller)."""
+    candidates = [labels == c for c in (0, 1)]
+    return min(candidates, key=lambda m: (border_fraction(m), m.sum()))
+
+
+def oracle_foreground(labels: np.ndarray, gt_fg: np.ndarray) -> np.ndarray:
+    """The assignment of the two clusters to fg/bg that scores the better mIoU against the truth."""
+    candidates = [labels == c for c in (0, 1)]
+    return max(candidates, key=lambda m: sum(fg_bg_iou(m, gt_fg)))
+
+
+@dataclass
+class Scores:
+    fg: list[float] = field(default_factory=list)
+    bg: list[float] = field(default_factory=list)
+
+    def add(self, pred_fg: np.ndarray, gt_fg: np.ndarray) -> None:
+        f, b = fg_bg_iou(pred_fg, gt_fg)
+        self.fg.append(f)
+        self.bg.append(b)
+
+    @property
+    def fg_iou(self) -> float:
+        return float(np.mean(self.fg)) if self.fg else float("nan")
+
+    @property
+    def miou(self) -> float:
+        return float((np.mean(self.fg) + np.mean(self.bg)) / 2) if self.fg else float("nan")
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Pair:
+    image: Path
+    mask: Path
+
+
+@dataclass
+class PairListing:
+    pairs: list[Pair]
+    problems: list[str]  # human-readable, one per file
+
+
+def _is_cub(images: Path) -> bool:
+    return (images.parent / "images.txt").is_file() and (images.parent / "train_test_split.txt").is_file()
+
+
+def list_pairs(images: str | os.PathLike, masks: str | os.PathLike, split: str = "test") -> PairListing:
+    """Image/mask pairs from the CUB-200-2011 layout or a plain images/ + masks/ folder pair."""
+    images, masks = Path(images), Path(masks)
+    for d in (images, masks):
+        if not d.is_dir():
+            raise EvalDataError(f"{d} is not a folder")
+    problems: list[str] = []
+    pairs: list[Pair] = []
+    if _is_cub(images):
+        root = images.parent
+        names = dict(line.split() for line in (root / "images.txt").read_text().splitlines() if line.strip())
+        is_train = dict(
+            line.split() for line in (root / "train_test_split.txt").read_text().splitlines() if line.strip()
+        )
+        for image_id, rel in sorted(names.items(), key=lambda kv: int(kv[0])):
+            if split != "all" and (is_train.get(image_id) == "1") != (split == "train"):
+                continue
+            img, mask = images / rel, masks / Path(rel).with_suffix(".png")
+            if not img.is_file():
+                problems.append(f"missing image {img} (listed in images.txt)")
+            elif not mask.is_file():
+                problems.append(f"missing mask {mask} for {img}")
+            else:
+                pairs.append(Pair(img, mask))
+    else:
+        imgs = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+        msks = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() == ".png"}
+        for stem, img in imgs.items():
+            if stem in msks:
+                pairs.append(Pair(img, msks[stem]))
+            else:
+                problems.append(f"missing mask {masks / (stem + '.png')} for {img}")
+        problems += [f"mask {m} has no image {images / m.stem}.*" for s, m in msks.items() if s not in imgs]
+    return PairListing(pairs, problems)
+
+
+def read_gt_mask(path: Path) -> np.ndarray:
+    """bool[H,W]: CUB soft masks (0..255) thresholded at 0.5; binary masks as 0/1 or 0/255."""
+    arr = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    scale = 255.0 if arr.max() > 1 else 1.0
+    return arr / scale >= 0.5
+
+
+def prepare(pair: Pair, size: int, n_segments: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(normalised float[3,S,S], superpixels int64[S,S], gt bool[S,S]) or EvalDataError on a mismatch."""
+    try:
+        img = Image.open(pair.image).convert("RGB")
+        gt_img = Image.open(pair.mask)
+    except OSError as exc:
+        raise EvalDataError(f"cannot read {pair.image} or {pair.mask}: {exc}") from exc
+    if img.size != gt_img.size:
+        raise EvalDataError(
+            f"mask {pair.mask} is {gt_img.size[0]}x{gt_img.size[1]} but image {pair.image} is "
+            f"{img.size[0]}x{img.size[1]}"
+        )
+    rgb = np.array(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    gt = read_gt_mask(pair.mask)
+    gt = np.asarray(Image.fromarray(gt.astype(np.uint8)).resize((size, size), Image.NEAREST)).astype(bool)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    return x, slic_labels(rgb, n_segments), gt
+
+
+# ----------------------------------------------------------------------------- segmentation
+@torch.no_grad()
+def two_way_labels(encoder: ResNetEncoder, x: torch.Tensor, superpixels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """float[3,S,S] + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over superpixel features."""
+    sp = torch.from_numpy(superpixels)[None]
+    c4 = encoder.forward_c4(x[None])
+    feats, valid = superpixel_features(c4, sp)
+    assign, _ = kmeans(feats[valid], 2, iters=20, generator=torch.Generator().manual_seed(seed))
+    cluster_of = torch.zeros(valid.shape, dtype=torch.long)
+    cluster_of[valid] = assign
+    return cluster_of[0][sp[0]].numpy()
+
+
+@dataclass
+class EvalResult:
+    rule: Scores
+    oracle: Scores
+    skipped: list[str]
+
+
+def evaluate(
+    encoder: ResNetEncoder, pairs: Iterable[Pair], size: int = 224, n_segments: int = 100, progress=None
+) -> EvalResult:
+    encoder.eval()
+    rule, oracle, skipped = Scores(), Scores(), []
+    for pair in progress(list(pairs)) if progress else pairs:
+        try:
+            x, sp, gt = prepare(pair, size, n_segments)
+        except EvalDataError as exc:
+            skipped.append(str(exc))
+            continue
+        labels = two_way_labels(encoder, x, sp)
+        rule.add(choose_foreground(labels), gt)
+        oracle.add(oracle_foreground(labels, gt), gt)
+    return EvalResult(rule, oracle, skipped)

@@ -1,0 +1,190 @@
+"""Unsupervised segmentation: the metric on hand-made masks, the fg rule, layouts and CLI error paths."""
+
+import re
+
+import numpy as np
+import pytest
+from conftest import run_tool, tiny_overrides
+from PIL import Image
+
+from r2o_pretrain.eval.unsup_seg import (
+    Scores,
+    border_fraction,
+    choose_foreground,
+    fg_bg_iou,
+    iou,
+    list_pairs,
+    oracle_foreground,
+    read_gt_mask,
+)
+
+
+def test_iou_on_hand_made_masks():
+    a = np.zeros((4, 4), bool)
+    a[:2, :2] = True  # 4 px
+    b = np.zeros((4, 4), bool)
+    b[:2, :3] = True  # 6 px, 4 shared
+    assert iou(a, b) == pytest.approx(4 / 6)
+    fg, bg = fg_bg_iou(a, b)
+    assert fg == pytest.approx(4 / 6) and bg == pytest.approx(10 / 12)
+    assert iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+    s = Scores()
+    s.add(a, b)
+    s.add(b, b)
+    assert s.fg_iou == pytest.approx((4 / 6 + 1) / 2)
+    assert s.miou == pytest.approx(((4 / 6 + 1) / 2 + (10 / 12 + 1) / 2) / 2)
+
+
+def test_fg_rule_picks_the_cluster_touching_the_border_least():
+    labels = np.zeros((6, 6), int)
+    labels[2:4, 2:4] = 1  # a centred object: cluster 1 never touches the border
+    assert border_fraction(labels == 1) == 0 and border_fraction(labels == 0) == 1
+    np.testing.assert_array_equal(choose_foreground(labels), labels == 1)
+    np.testing.assert_array_equal(choose_foreground(1 - labels), labels == 1)  # ids do not matter
+    # oracle: the assignment that matches the truth
+    gt = labels == 0
+    np.testing.assert_array_equal(oracle_foreground(labels, gt), gt)
+
+
+def test_soft_and_binary_masks(tmp_path):
+    soft = np.array([[0, 100, 128, 255]], dtype=np.uint8)
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    assert read_gt_mask(tmp_path / "soft.png").tolist() == [[False, False, True, True]]
+    Image.fromarray(np.array([[0, 1]], dtype=np.uint8)).save(tmp_path / "bin.png")
+    assert read_gt_mask(tmp_path / "bin.png").tolist() == [[False, True]]
+
+
+def make_cub(root):
+    (root / "images/001.Bird").mkdir(parents=True)
+    (root / "segmentations/001.Bird").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines, split = [], []
+    for i in range(1, 5):
+        rel = f"001.Bird/bird_{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / "images" / rel)
+        if i != 4:  # bird_4's mask is missing
+            m = np.zeros((40, 48), np.uint8)
+            m[10:30, 10:30] = 200
+            Image.fromarray(m).save(root / "segmentations" / rel.replace(".jpg", ".png"))
+        lines.append(f"{i} {rel}")
+        split.append(f"{i} {1 if i == 1 else 0}")
+    (root / "images.txt").write_text("\n".join(lines) + "\n")
+    (root / "train_test_split.txt").write_text("\n".join(split) + "\n")
+    return root
+
+
+def test_cub_layout_and_missing_masks(tmp_path):
+    root = make_cub(tmp_path / "CUB_200_2011")
+    listing = list_pairs(root / "images", root / "segmentations", "test")
+    assert [p.image.name for p in listing.pairs] == ["bird_2.jpg", "bird_3.jpg"]
+    assert len(listing.problems) == 1 and "bird_4.png" in listing.problems[0]
+    assert [p.image.name for p in list_pairs(root / "images", root / "segmentations", "train").pairs] == ["bird_1.jpg"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre_unsup")
+    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=1))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out / "checkpoints/last.pth"
+
+
+def test_cli_on_demo_fg_masks(checkpoint, demo_dir, tmp_path):
+    r = run_tool(
+        "tools/eval_unsup_seg.py",
+        "--checkpoint",
+        str(checkpoint),
+        "--images",
+        str(demo_dir / "fg_masks/images"),
+        "--masks",
+        str(demo_dir / "fg_masks/masks"),
+        "--size",
+        "64",
+        "--n-segments",
+        "30",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert re.fullmatch(r"mIoU \d+\.\d\d", lines[-1])
+    assert any(line.startswith("random init") for line in lines) and any(
+        line.startswith("checkpoint") for line in lines
+    )
+
+
+def test_cli_reports_problems_by_name(checkpoint, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    Image.fromarray(rgb).save(images / "a.png")
+    Image.fromarray(rgb).save(images / "b.png")
+    Image.fromarray(rgb).save(images / "c.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "b.png")  # wrong size
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "orphan.png")
+    r = run_tool(
+        "tools/eval_unsup_seg.py",
+        "--checkpoint",
+        str(checkpoint),
+        "--images",
+        str(images),
+        "--masks",
+        str(masks),
+        "--size",
+        "32",
+        "--n-segments",
+        "10",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "c.png" in r.stderr and "orphan.png" in r.stderr and "b.png is 16x16" in r.stderr
+    r = run_tool(
+        "tools/eval_unsup_seg.py",
+        "--checkpoint",
+        str(checkpoint),
+        "--images",
+        str(masks / "none"),
+        "--masks",
+        str(masks),
+    )
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_tool(
+        "tools/eval_unsup_seg.py", "--checkpoint", str(checkpoint), "--images", str(empty), "--masks", str(masks)
+    )
+    assert r.returncode == 2 and "no image/mask pairs" in r.stderr
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"nope")
+    r = run_tool("tools/eval_unsup_seg.py", "--checkpoint", str(bad), "--images", str(images), "--masks", str(masks))
+    assert r.returncode == 2 and str(bad) in r.stderr
+
+
+def test_visualize_regions_cli(checkpoint, demo_dir, tmp_path):
+    imgs = sorted((demo_dir / "images").glob("*.jpg"))[:2]
+    out = tmp_path / "regions.png"
+    r = run_tool(
+        "tools/visualize_regions.py",
+        "--checkpoint",
+        str(checkpoint),
+        *map(str, imgs),
+        "--out",
+        str(out),
+        "--size",
+        "64",
+        "--ks",
+        "16",
+        "4",
+    )
+    assert r.returncode == 0, r.stderr
+    w, h = Image.open(out).size
+    assert w == 4 * 160 and h == 18 + 2 * 160  # image | superpixels | K=16 | K=4, one row per image
+    r = run_tool("tools/visualize_regions.py", "--checkpoint", str(checkpoint), str(tmp_path / "missing.jpg"))
+    assert r.returncode == 2 and "missing.jpg" in r.stderr
+
+
+def test_make_demo_data_cli(tmp_path):
+    r = run_tool(
+        "tools/make_demo_data.py", str(tmp_path / "d"), "--train", "3", "--val", "2", "--fg", "2", "--size", "64"
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "d/images").glob("*.jpg"))) == 3 and (tmp_path / "d/instances_val.json").is_file()

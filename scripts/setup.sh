@@ -75,30 +75,47 @@ TORCH_VER="$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 WHEELS="$CACHE/wheels/torch$TORCH_VER-$PY_TAG"
 mkdir -p "$WHEELS"
 
-step "mmcv $MMCV_VERSION with compiled ops"
-if "$VPY" -c "import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext('_ext', ['nms']); sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
-  say "  mmcv $MMCV_VERSION with ops already installed"
-else
-  wheel="$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
+# install_sdist_wheel DIST VERSION WHEEL_NAME PREPARE_FN [VAR=VALUE ...]
+# Installs WHEEL_NAME-VERSION-*.whl from the wheel cache; when the cache has none, builds it from the
+# registry's source distribution (PREPARE_FN patches the unpacked tree; VAR=VALUE go to the build).
+install_sdist_wheel() {
+  local dist="$1" version="$2" wheel_name="$3" prepare="$4" wheel tmp start
+  shift 4
+  wheel="$(ls "$WHEELS/$wheel_name-$version"-*.whl 2>/dev/null | head -n 1 || true)"
   if [ -z "$wheel" ]; then
-    say "  no cached wheel in $WHEELS: building mmcv from source (12-40 min on 2 cores; only the first setup pays)"
+    say "  no cached $wheel_name wheel in $WHEELS: building it from the source distribution"
     tmp="$(mktemp -d)"
-    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
-    tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
-    # torch >= 2.5's ATen headers need C++20; mmcv 2.1.0's setup.py asks for C++17.
-    sed -i 's/-std=c++17/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
-    grep -q -- '-std=c++20' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+    "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "$dist==$version" -d "$tmp"
+    tar -xzf "$tmp/$dist-$version.tar.gz" -C "$tmp"
+    "$prepare" "$tmp/$dist-$version"
     start=$(date +%s)
-    (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-      "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$tmp/out" .)
-    say "  mmcv built in $(( $(date +%s) - start )) s"
-    cp "$tmp"/out/mmcv-*.whl "$WHEELS/"
+    (cd "$tmp/$dist-$version" && env "$@" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$tmp/out" .)
+    say "  $dist built in $(( $(date +%s) - start )) s"
+    cp "$tmp/out/$wheel_name-"*.whl "$WHEELS/"
     rm -rf "$tmp"
-    wheel="$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)"
+    wheel="$(ls "$WHEELS/$wheel_name-$version"-*.whl | head -n 1)"
   else
     say "  using cached wheel $wheel"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+}
+
+# torch >= 2.5's ATen headers need C++20; mmcv 2.1.0's setup.py asks for C++17.
+prepare_mmcv() {
+  sed -i 's/-std=c++17/-std=c++20/g' "$1/setup.py"
+  grep -q -- '-std=c++20' "$1/setup.py"
+}
+
+prepare_detectron2() {
+  "$VPY" "$ROOT/scripts/patch_detectron2.py" "$1"
+}
+
+step "mmcv $MMCV_VERSION with compiled ops (a first build takes 12-40 min on 2 cores; it is cached)"
+if "$VPY" -c "import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext('_ext', ['nms']); sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
+  say "  mmcv $MMCV_VERSION with ops already installed"
+else
+  install_sdist_wheel mmcv "$MMCV_VERSION" mmcv prepare_mmcv \
+    MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 fi
 
 step "detectron2"
@@ -113,20 +130,7 @@ else
     "${PIP[@]}" install --no-build-isolation --no-deps "git+$D2_GIT_URL@$D2_GIT_REF"
   else
     step "detectron2 $D2_VERSION from the registry's Python sources (offline fallback, no C++ extension)"
-    wheel="$(ls "$WHEELS"/pb1_detectron2-"$D2_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
-    if [ -z "$wheel" ]; then
-      tmp="$(mktemp -d)"
-      "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "pb1-detectron2==$D2_VERSION" -d "$tmp"
-      tar -xzf "$tmp/pb1-detectron2-$D2_VERSION.tar.gz" -C "$tmp"
-      "$VPY" "$ROOT/scripts/patch_detectron2.py" "$tmp/pb1-detectron2-$D2_VERSION"
-      (cd "$tmp/pb1-detectron2-$D2_VERSION" && "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$tmp/out" .)
-      cp "$tmp"/out/pb1_detectron2-*.whl "$WHEELS/"
-      rm -rf "$tmp"
-      wheel="$(ls "$WHEELS"/pb1_detectron2-"$D2_VERSION"-*.whl | head -n 1)"
-    else
-      say "  using cached wheel $wheel"
-    fi
-    "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+    install_sdist_wheel pb1-detectron2 "$D2_VERSION" pb1_detectron2 prepare_detectron2
   fi
 fi
 

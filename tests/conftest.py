@@ -56,3 +56,12 @@ def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subproc
     cmd = [sys.executable, *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def r2o_checkpoint(demo_dir, tmp_path_factory) -> Path:
+    """A real pretraining checkpoint (ResNet-18, 2 steps) for the conversion, plugin and eval tests."""
+    out = tmp_path_factory.mktemp("pretrained")
+    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out / "checkpoints/last.pth"

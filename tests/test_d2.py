@@ -4,18 +4,9 @@ LSJ mapper's sizes, the SyncBN → BN switch and dataset errors — all with the
 import json
 
 import numpy as np
-import pytest
-from conftest import run_tool, tiny_overrides
+from conftest import run_tool
 
 D2_CFG = "r2o_d2/configs/mask_rcnn_R18_FPN_demo.yaml"
-
-
-@pytest.fixture(scope="module")
-def r2o_checkpoint(demo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre")
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2))
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out / "checkpoints/last.pth"
 
 
 def coco_with_background_class(demo_dir, tmp_path, split):

@@ -6,17 +6,8 @@ import re
 import shutil
 
 import numpy as np
-import pytest
-from conftest import ROOT, run_tool, tiny_overrides
+from conftest import ROOT, run_tool
 from PIL import Image, ImageDraw
-
-
-@pytest.fixture(scope="module")
-def r2o_checkpoint(demo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre_mm")
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2))
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out / "checkpoints/last.pth"
 
 
 def voc_layout(demo_dir, root):

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_tool, tiny_overrides
+from conftest import run_tool
 from PIL import Image
 
 from r2o_pretrain.eval.unsup_seg import (
@@ -81,19 +81,11 @@ def test_cub_layout_and_missing_masks(tmp_path):
     assert [p.image.name for p in list_pairs(root / "images", root / "segmentations", "train").pairs] == ["bird_1.jpg"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(demo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pre_unsup")
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=1))
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out / "checkpoints/last.pth"
-
-
-def test_cli_on_demo_fg_masks(checkpoint, demo_dir, tmp_path):
+def test_cli_on_demo_fg_masks(r2o_checkpoint, demo_dir, tmp_path):
     r = run_tool(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
-        str(checkpoint),
+        str(r2o_checkpoint),
         "--images",
         str(demo_dir / "fg_masks/images"),
         "--masks",
@@ -111,7 +103,7 @@ def test_cli_on_demo_fg_masks(checkpoint, demo_dir, tmp_path):
     )
 
 
-def test_cli_reports_problems_by_name(checkpoint, tmp_path):
+def test_cli_reports_problems_by_name(r2o_checkpoint, tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -125,7 +117,7 @@ def test_cli_reports_problems_by_name(checkpoint, tmp_path):
     r = run_tool(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
-        str(checkpoint),
+        str(r2o_checkpoint),
         "--images",
         str(images),
         "--masks",
@@ -140,7 +132,7 @@ def test_cli_reports_problems_by_name(checkpoint, tmp_path):
     r = run_tool(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
-        str(checkpoint),
+        str(r2o_checkpoint),
         "--images",
         str(masks / "none"),
         "--masks",
@@ -150,7 +142,7 @@ def test_cli_reports_problems_by_name(checkpoint, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = run_tool(
-        "tools/eval_unsup_seg.py", "--checkpoint", str(checkpoint), "--images", str(empty), "--masks", str(masks)
+        "tools/eval_unsup_seg.py", "--checkpoint", str(r2o_checkpoint), "--images", str(empty), "--masks", str(masks)
     )
     assert r.returncode == 2 and "no image/mask pairs" in r.stderr
     bad = tmp_path / "bad.pth"
@@ -159,13 +151,13 @@ def test_cli_reports_problems_by_name(checkpoint, tmp_path):
     assert r.returncode == 2 and str(bad) in r.stderr
 
 
-def test_visualize_regions_cli(checkpoint, demo_dir, tmp_path):
+def test_visualize_regions_cli(r2o_checkpoint, demo_dir, tmp_path):
     imgs = sorted((demo_dir / "images").glob("*.jpg"))[:2]
     out = tmp_path / "regions.png"
     r = run_tool(
         "tools/visualize_regions.py",
         "--checkpoint",
-        str(checkpoint),
+        str(r2o_checkpoint),
         *map(str, imgs),
         "--out",
         str(out),
@@ -178,7 +170,7 @@ def test_visualize_regions_cli(checkpoint, demo_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     w, h = Image.open(out).size
     assert w == 4 * 160 and h == 18 + 2 * 160  # image | superpixels | K=16 | K=4, one row per image
-    r = run_tool("tools/visualize_regions.py", "--checkpoint", str(checkpoint), str(tmp_path / "missing.jpg"))
+    r = run_tool("tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), str(tmp_path / "missing.jpg"))
     assert r.returncode == 2 and "missing.jpg" in r.stderr
 
 

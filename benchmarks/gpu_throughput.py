@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""GPU fast path: images/s of an R2O step next to a plain BYOL step, ResNet-50 at 224², one GPU.
+
+bf16 autocast + channels_last (+ optional torch.compile of nothing else: the refiner's k-means stays
+eager), batch 64 and 128, fp32 for comparison; k-means on the GPU vs scikit-learn. Needs CUDA:
+
+  python benchmarks/gpu_throughput.py [--batches 64 128] [--repeats 10]
+
+Goal (issue 8): >= 1,000 img/s for R2O on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kmeans as kmeans_bench  # noqa: E402
+import torch  # noqa: E402
+from common import table  # noqa: E402
+from step import make_batch, step_time  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--k", type=int, default=16)
+    a = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: no CUDA device", file=sys.stderr)
+        return 2
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    rows = []
+    for b in a.batches:
+        batch = make_batch(b, 224, 224)
+        for label, amp, cl in (("fp32/tf32", None, False), ("bf16 + channels_last", torch.bfloat16, True)):
+            t_byol = step_time("byol", 50, batch, a.k, "cuda", a.repeats, amp, cl, hidden=4096)
+            t_r2o = step_time("r2o", 50, batch, a.k, "cuda", a.repeats, amp, cl, hidden=4096)
+            rows.append(
+                [f"R50 224px batch {b}, {label}", f"{b / t_byol:.0f}", f"{b / t_r2o:.0f}", f"{t_r2o / t_byol:.2f}x"]
+            )
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(table(rows, ["setting", "BYOL img/s", "R2O img/s", "R2O step / BYOL step"]))
+    print(table(kmeans_bench.run(n=12800, dim=1024, k=a.k, device="cuda"), ["measurement", "variant", "time", "ratio"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

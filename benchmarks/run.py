@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""All CPU benchmarks in one run; prints a markdown table of ratios measured side by side (medians).
+
+  python benchmarks/run.py [--only step region_prior loader kmeans rss]
+
+Not part of the test suite. The GPU measurements are benchmarks/gpu_throughput.py (needs a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kmeans as kmeans_bench  # noqa: E402
+import loader  # noqa: E402
+import region_prior  # noqa: E402
+import rss  # noqa: E402
+import step  # noqa: E402
+import torch  # noqa: E402
+from common import table  # noqa: E402
+
+BENCHES = {
+    "step": step.run,
+    "region_prior": region_prior.run,
+    "loader": loader.run,
+    "kmeans": kmeans_bench.run,
+    "rss": rss.run,
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES))
+    a = p.parse_args(argv)
+    rows = []
+    for name in a.only:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows += BENCHES[name]()
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"machine: {machine}\n")
+    print(table(rows, ["measurement", "variant", "time / rate", "ratio"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

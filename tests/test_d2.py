@@ -214,3 +214,25 @@ def test_backbone_builds_for_every_depth():
         assert net.bottom_up.res2[0].conv1.stride == (1, 1)
         if depth >= 50:
             assert net.bottom_up.res3[0].conv2.stride == (2, 2)  # stride in the 3x3: torchvision layout
+
+
+def test_checkpointer_reads_export_and_converted_pkl(r2o_checkpoint, tmp_path):
+    import torch
+
+    from r2o_d2 import R2OCheckpointer, R2OTrainer, adapt_norm_to_world_size
+
+    cfg = _cfg()
+    adapt_norm_to_world_size(cfg, 1)
+    model = R2OTrainer.build_model(cfg)
+    export = r2o_checkpoint.parent.parent / "export/backbone_torchvision.pth"
+    pkl = tmp_path / "r18.pkl"
+    r = run_tool("tools/convert.py", str(r2o_checkpoint), str(pkl), "--to", "d2")
+    assert r.returncode == 0, r.stderr
+    expected = torch.load(export, weights_only=True)["layer3.1.conv2.weight"]
+    for path in (export, pkl):
+        with torch.no_grad():
+            model.backbone.bottom_up.res4[1].conv2.weight.zero_()
+        ckpt = R2OCheckpointer(model)
+        ckpt.load(str(path))
+        assert ckpt.last_report.complete and len(ckpt.last_report.loaded) == 100
+        torch.testing.assert_close(model.backbone.bottom_up.res4[1].conv2.weight, expected)

@@ -90,7 +90,7 @@ def test_loader_batches_and_resume_offset(tmp_path):
     assert [b["index"].tolist() for b in loader] == full[2:]
     batch = next(iter(loader))
     assert batch["views"].shape == (2, 2, 3, 32, 32) and batch["boxes"].shape == (2, 2, 5)
-    with pytest.raises(ValueError, match="fewer than one global batch"):
+    with pytest.raises(DatasetError, match="fewer than one global batch"):
         build_loader(ds, batch_size=64, num_workers=0)
 
 

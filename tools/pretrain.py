@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides)
         result = train(cfg, args.resume)
-    except (ConfigError, DatasetError, CheckpointError, BadImageError, NonFiniteLossError, ValueError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, BadImageError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, NonFiniteLossError) else 2
     print(f"checkpoint: {result.checkpoint}")

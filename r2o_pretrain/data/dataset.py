@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .folder import BadImageError, list_images, open_rgb
+from .folder import BadImageError, DatasetError, list_images, open_rgb
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
 
@@ -142,7 +142,7 @@ def build_loader(
     pin_memory: bool = False,
 ) -> tuple[DataLoader, ResumableSampler]:
     if len(dataset) < batch_size * world_size:
-        raise ValueError(
+        raise DatasetError(
             f"the dataset has {len(dataset)} images, fewer than one global batch "
             f"({batch_size} x {world_size} processes): lower train.batch_size or add images"
         )

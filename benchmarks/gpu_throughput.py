@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """GPU fast path: images/s of an R2O step next to a plain BYOL step, ResNet-50 at 224², one GPU.
 
-bf16 autocast + channels_last (+ optional torch.compile of nothing else: the refiner's k-means stays
-eager), batch 64 and 128, fp32 for comparison; k-means on the GPU vs scikit-learn. Needs CUDA:
+fp32/tf32 and bf16 autocast + channels_last, batch 64 and 128; k-means on the GPU vs scikit-learn.
+(torch.compile is measured by the trainer's train.compile=true, not here.) Needs CUDA:
 
   python benchmarks/gpu_throughput.py [--batches 64 128] [--repeats 10]
 

@@ -88,7 +88,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     max_steps: int = -1  # stop after this many steps in total (-1: all epochs)
     regions_png: bool = True  # write regions.png at the end
-    compile: bool = False  # torch.compile the encoder (GPU)
+    compile: bool = False  # torch.compile the encoders in place (meant for GPU; first steps compile)
 
 
 @dataclass

@@ -129,6 +129,11 @@ class Trainer:
             logger.info("BatchNorm → SyncBatchNorm (world size %d)", self.info.world_size)
         if t.channels_last and self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        if t.compile:
+            # in place (nn.Module.compile), so parameter names and checkpoints stay torchvision's
+            self.model.online_encoder.compile()
+            self.model.target_encoder.compile()
+            logger.info("torch.compile: online and target encoders")
         self.optimizer = build_optimizer(
             [self.model.online_encoder, self.model.online_projector, self.model.predictor],
             cfg.optim.optimizer,

@@ -141,6 +141,11 @@ class Trainer:
             cfg.optim.momentum,
             cfg.optim.trust_coefficient,
         )
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
+        if self.amp_dtype is not None and self.device.type != "cuda":
+            logger.warning("train.amp=%s needs a GPU; running in fp32 on %s", t.amp, self.device)
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.resume_from = self._find_resume(resume)
         if self.resume_from is not None:
@@ -150,11 +155,6 @@ class Trainer:
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
-        if self.amp_dtype is not None and self.device.type != "cuda":
-            logger.warning("train.amp=%s needs a GPU; running in fp32 on %s", t.amp, self.device)
-            self.amp_dtype = None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.checkpoint_path = self.out / "checkpoints" / "last.pth"
 
     # ------------------------------------------------------------------ resume
@@ -182,6 +182,8 @@ class Trainer:
                 f"{self.cfg.model.projector_hidden}/{self.cfg.model.projector_out}): {str(exc).splitlines()[0]}"
             ) from exc
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         changed = _config_changes(state["config"], self.cfg.to_dict())
         if changed:
@@ -197,7 +199,12 @@ class Trainer:
         if self.info.is_main:
             atomic_save(
                 training_state(
-                    self.model.state_dict(), self.optimizer.state_dict(), self.step, epoch, self.cfg.to_dict()
+                    self.model.state_dict(),
+                    self.optimizer.state_dict(),
+                    self.step,
+                    epoch,
+                    self.cfg.to_dict(),
+                    {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else None,
                 ),
                 self.checkpoint_path,
             )

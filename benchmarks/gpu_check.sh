@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The GPU check, prepared for a session that is lent a GPU (the device tool): about 5 minutes.
+# The device image has torch, torchvision, scikit-image, scikit-learn, timm, tensorboard and tqdm, which is all
+# r2o_pretrain needs, so it runs from the checkout without setup:
+#   bash benchmarks/gpu_check.sh          (results under $OUT, or /tmp/gpu_check)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+out="${OUT:-/tmp/gpu_check}"
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 tools/make_demo_data.py /tmp/r2o_demo --train 256 --val 8 --fg 8
+common=(data.demo=true data.demo_dir=/tmp/r2o_demo data.superpixel_cache=/tmp/r2o_sp data.num_workers=8
+        model.depth=50 data.view_size=224 data.raw_size=224 train.batch_size=64 train.epochs=2 train.log_every=1
+        train.regions_png=false)
+# 1. bf16 autocast + channels_last, killed after step 5 and resumed: the AMP path and exact resume on GPU
+python3 tools/pretrain.py "${common[@]}" train.amp=bf16 train.channels_last=true train.checkpoint_every=2 \
+  train.output_dir="$out/bf16" debug.kill_at_step=5 || true
+python3 tools/pretrain.py "${common[@]}" train.amp=bf16 train.channels_last=true train.checkpoint_every=2 \
+  train.output_dir="$out/bf16" --resume auto 2>&1 | tail -n 3
+# 2. fp16 with the GradScaler
+python3 tools/pretrain.py "${common[@]}" train.amp=fp16 train.output_dir="$out/fp16" train.max_steps=4 2>&1 | tail -n 2
+# 3. NCCL + SyncBN through torchrun (one process per GPU; with one GPU this checks the wiring, not scaling)
+torchrun --standalone --nproc-per-node "$(nvidia-smi -L | wc -l)" tools/pretrain.py "${common[@]}" \
+  train.output_dir="$out/ddp" train.max_steps=4 2>&1 | tail -n 3
+# 4. throughput: R2O vs BYOL img/s, ResNet-50 224², fp32 vs bf16 + channels_last; k-means on the GPU
+python3 benchmarks/gpu_throughput.py | tee "$out/throughput.md"

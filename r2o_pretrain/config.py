@@ -213,13 +213,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``Config.to_dict()`` output (e.g. from a checkpoint)."""
-    cfg = apply_dict(Config(), values, source="checkpoint config")
-    validate(cfg)
-    return cfg
-
-
 def validate(cfg: Config) -> None:
     def need(cond: bool, msg: str) -> None:
         if not cond:

@@ -59,13 +59,6 @@ def all_true(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
-def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.distributed:
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
-
-
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

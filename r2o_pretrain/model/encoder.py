@@ -43,11 +43,11 @@ class ResNetEncoder(nn.Module):
         self.c5_channels = block_out_channels(self.layer4[-1])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c4 = self.layer3(self.layer2(self.layer1(x)))
+        c4 = self.forward_c4(x)
         return c4, self.layer4(c4)
 
     def forward_c4(self, x: torch.Tensor) -> torch.Tensor:
+        """x float[B,3,H,W] → c4 float[B,C4,H/16,W/16] (stem and layer1-3 only)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer3(self.layer2(self.layer1(x)))
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import kmeans as kmeans_bench  # noqa: E402
 import torch  # noqa: E402
 from common import table  # noqa: E402
-from step import make_batch, step_time  # noqa: E402
+from step import interleaved_step_times, make_batch, make_step  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -41,8 +41,11 @@ def main(argv=None) -> int:
     for b in a.batches:
         batch = make_batch(b, 224, 224)
         for label, amp, cl in (("fp32/tf32", None, False), ("bf16 + channels_last", torch.bfloat16, True)):
-            t_byol = step_time("byol", 50, batch, a.k, "cuda", a.repeats, amp, cl, hidden=4096)
-            t_r2o = step_time("r2o", 50, batch, a.k, "cuda", a.repeats, amp, cl, hidden=4096)
+            steps = {m: make_step(m, 50, batch, a.k, "cuda", amp, cl, hidden=4096) for m in ("byol", "r2o")}
+            t = interleaved_step_times(steps, repeats=a.repeats, warmup=3)
+            t_byol, t_r2o = t["byol"], t["r2o"]
+            del steps
+            torch.cuda.empty_cache()
             rows.append(
                 [f"R50 224px batch {b}, {label}", f"{b / t_byol:.0f}", f"{b / t_r2o:.0f}", f"{t_r2o / t_byol:.2f}x"]
             )

@@ -1,9 +1,17 @@
-"""Training step time: R2O vs BYOL, same encoder, batch and image size (forward + backward + LARS + EMA)."""
+"""Training step time: R2O vs BYOL, same encoder, batch and image size (forward + backward + LARS + EMA).
+
+The methods run interleaved (one step of each per repeat), so that a busy or throttled machine slows
+all of them alike and the ratios stay meaningful; each time is the median over repeats.
+"""
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+
 import torch
-from common import median_time
+from torch.profiler import record_function
 
 from r2o_pretrain.model.r2o import R2O
 from r2o_pretrain.optim import build_optimizer
@@ -24,17 +32,17 @@ def make_batch(b: int, view: int, raw: int, segments: int = 100, seed: int = 0) 
     }
 
 
-def step_time(
+def make_step(
     method: str,
     depth: int,
     batch: dict,
     k: int,
     device: str = "cpu",
-    repeats: int = 5,
-    amp=None,
+    amp: torch.dtype | None = None,
     channels_last: bool = False,
     hidden: int = 1024,
-) -> float:
+) -> Callable[[], None]:
+    """One full training step of ``method`` as a closure (model and optimiser built once)."""
     torch.manual_seed(0)
     model = R2O(depth=depth, method=method, projector_hidden=hidden, predictor_hidden=hidden).to(device)
     if channels_last:
@@ -45,28 +53,50 @@ def step_time(
     data = {k_: v.to(device) for k_, v in batch.items()}
     gen = torch.Generator(device=device).manual_seed(0)
 
-    def step():
-        ctx = torch.autocast(device, dtype=amp) if amp else torch.autocast(device, enabled=False)
-        with ctx:
+    def step() -> None:
+        with torch.autocast(device, dtype=amp, enabled=amp is not None):
             out = model(data["views"], data["boxes"], data["raw"], data["superpixels"], k, gen)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-        model.update_target(0.99)
+        with record_function("step.backward"):
+            out.loss.backward()
+        with record_function("step.optimizer_ema"):
+            opt.step()
+            model.update_target(0.99)
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return median_time(step, repeats=repeats, warmup=2)
+    return step
 
 
-def run(depth: int = 18, b: int = 16, view: int = 96, raw: int = 112, k: int = 16) -> list[list[str]]:
-    batch = make_batch(b, view, raw)
-    t_byol = step_time("byol", depth, batch, k)
-    t_r2o = step_time("r2o", depth, batch, k)
-    t_detcon = step_time("detcon", depth, batch, k)
-    what = f"train step, ResNet-{depth}, batch {b}, views {view}px, raw {raw}px, K={k} (CPU)"
-    return [
-        [what, "BYOL step", f"{t_byol * 1000:.0f} ms", "1.00x (baseline)"],
-        [what, "R2O step", f"{t_r2o * 1000:.0f} ms", f"{t_r2o / t_byol:.2f}x BYOL (target <= 1.10x)"],
-        [what, "DetCon step", f"{t_detcon * 1000:.0f} ms", f"{t_detcon / t_byol:.2f}x BYOL"],
+def interleaved_step_times(steps: dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per step of each closure, running them in turn within every repeat."""
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def run(depth: int = 18, b: int = 16, view: int = 96, k: int = 16, repeats: int = 7) -> list[list[str]]:
+    rows = []
+    settings = [
+        (112, None, False, "fp32"),  # the demo config's sizes
+        (view, None, False, "fp32"),  # raw = view size, as in the paper (224/224)
+        (view, torch.bfloat16, True, "bf16 autocast + channels_last"),
     ]
+    for raw, amp, cl, label in settings:
+        batch = make_batch(b, view, raw)
+        steps = {m: make_step(m, depth, batch, k, amp=amp, channels_last=cl) for m in ("byol", "r2o", "detcon")}
+        t = interleaved_step_times(steps, repeats=repeats)
+        what = f"train step, ResNet-{depth}, batch {b}, views {view}px, raw {raw}px, K={k}, {label} (CPU)"
+        rows += [
+            [what, "BYOL step", f"{t['byol'] * 1000:.0f} ms", "1.00x (baseline)"],
+            [what, "R2O step", f"{t['r2o'] * 1000:.0f} ms", f"{t['r2o'] / t['byol']:.2f}x BYOL (target <= 1.10x)"],
+            [what, "DetCon step", f"{t['detcon'] * 1000:.0f} ms", f"{t['detcon'] / t['byol']:.2f}x BYOL"],
+        ]
+    return rows

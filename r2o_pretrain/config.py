@@ -82,8 +82,8 @@ class TrainConfig:
     log_every: int = 10
     image_log_every: int = 500  # TensorBoard mask pictures
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end of every epoch
-    amp: str = "none"  # none | bf16 | fp16 (GPU only)
-    channels_last: bool = False  # GPU only
+    amp: str = "none"  # none | bf16 (GPU or CPU autocast) | fp16 (GPU only, with a GradScaler)
+    channels_last: bool = False  # NHWC activations: faster convolutions on GPUs and on oneDNN CPUs
     sync_bn: bool = True  # SyncBN when world size > 1 on GPU
     device: str = "auto"  # auto | cpu | cuda
     max_steps: int = -1  # stop after this many steps in total (-1: all epochs)

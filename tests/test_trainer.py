@@ -64,6 +64,28 @@ def test_resume_after_kill_gives_identical_losses(full_run, demo_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_bf16_channels_last_fast_path_trains_and_resumes_exactly(demo_dir, tmp_path):
+    """The GPU fast path's code (bf16 autocast, NHWC model) on CPU autocast: same resume guarantee."""
+    fast = {"train__amp": "bf16", "train__channels_last": "true", "train__epochs": 1}
+    full = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "full", **fast))
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "running in fp32" not in full.stderr
+    args = tiny_overrides(demo_dir / "images", tmp_path / "killed", **fast)
+    assert run_tool("tools/pretrain.py", *args, "debug.kill_at_step=3").returncode == -9
+    resumed = run_tool("tools/pretrain.py", *args, "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = read_losses(tmp_path / "full"), read_losses(tmp_path / "killed")
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    assert [a[s]["loss"] for s in a] == [b[s]["loss"] for s in a]
+    assert all(np.isfinite(a[s]["loss"]) for s in a)
+    state = torch.load(tmp_path / "full/checkpoints/last.pth", weights_only=True)["model"]
+    assert state["online_encoder.conv1.weight"].dtype == torch.float32  # autocast keeps fp32 master weights
+    export = torch.load(tmp_path / "full/export/backbone_torchvision.pth", weights_only=True)
+    assert all(v.is_contiguous() for v in export.values())  # exported NCHW, whatever the training layout
+    ref = torch.load(tmp_path / "killed/export/backbone_torchvision.pth", weights_only=True)
+    assert all(torch.equal(export[k], ref[k]) for k in export)
+
+
 def test_resume_refuses_foreign_checkpoint(demo_dir, tmp_path):
     bad = tmp_path / "foreign.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, bad)

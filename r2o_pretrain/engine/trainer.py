@@ -127,7 +127,7 @@ class Trainer:
         if self.info.distributed and self.device.type == "cuda" and t.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             logger.info("BatchNorm → SyncBatchNorm (world size %d)", self.info.world_size)
-        if t.channels_last and self.device.type == "cuda":
+        if t.channels_last:  # the encoders bring their inputs to this layout (ResNetEncoder.forward_c4)
             self.model = self.model.to(memory_format=torch.channels_last)
         if t.compile:
             # in place (nn.Module.compile), so parameter names and checkpoints stay torchvision's
@@ -142,8 +142,11 @@ class Trainer:
             cfg.optim.trust_coefficient,
         )
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
-        if self.amp_dtype is not None and self.device.type != "cuda":
-            logger.warning("train.amp=%s needs a GPU; running in fp32 on %s", t.amp, self.device)
+        if self.amp_dtype == torch.float16 and self.device.type != "cuda":
+            # bf16 autocast runs on CPUs too (fast where they have AVX512-BF16/AMX); fp16 needs the GPU's scaler
+            logger.warning(
+                "train.amp=fp16 needs a GPU; running in fp32 on %s (train.amp=bf16 works on CPU)", self.device
+            )
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
@@ -216,8 +219,6 @@ class Trainer:
         nb = dev.type == "cuda"
         views = batch["views"].to(dev, non_blocking=nb)
         raw = batch["raw"].to(dev, non_blocking=nb)
-        if self.cfg.train.channels_last and dev.type == "cuda":
-            raw = raw.contiguous(memory_format=torch.channels_last)
         boxes = batch["boxes"].to(dev, non_blocking=nb)
         superpixels = batch["superpixels"].to(dev, non_blocking=nb)
         lr = warmup_cosine_lr(self.step, self.total_steps, self.warmup_steps, self.peak_lr)
@@ -341,7 +342,9 @@ class Trainer:
 
     def _export(self) -> Path:
         path = self.out / "export" / "backbone_torchvision.pth"
-        atomic_save(self.model.online_encoder.state_dict(), path)
+        # plain NCHW CPU tensors: loads with a bare torch.load anywhere, whatever the training layout/device
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.online_encoder.state_dict().items()}
+        atomic_save(state, path)
         return path
 
     @torch.no_grad()

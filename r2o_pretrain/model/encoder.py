@@ -47,7 +47,13 @@ class ResNetEncoder(nn.Module):
         return c4, self.layer4(c4)
 
     def forward_c4(self, x: torch.Tensor) -> torch.Tensor:
-        """x float[B,3,H,W] → c4 float[B,C4,H/16,W/16] (stem and layer1-3 only)."""
+        """x float[B,3,H,W] → c4 float[B,C4,H/16,W/16] (stem and layer1-3 only).
+
+        The input is brought to the weights' memory format first, so a channels_last model gets
+        channels_last activations throughout even from a strided slice such as ``views[:, 0]``.
+        """
+        if self.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer3(self.layer2(self.layer1(x)))
 

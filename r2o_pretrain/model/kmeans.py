@@ -10,47 +10,57 @@ from __future__ import annotations
 import torch
 
 
+def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """float[N,D], float[N], float[k,D] → float[N,k] squared distances, as one matrix product."""
+    return torch.addmm((centres * centres).sum(-1)[None, :] + x_sq[:, None], x, centres.T, alpha=-2.0).clamp_min_(0)
+
+
 def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """float[N,D] → float[k,D] initial centres (k-means++ seeding, D² sampling).
 
-    ``generator`` must live on ``x.device`` (or be None for the global generator).
+    ``generator`` must live on ``x.device`` (or be None for the global generator). No host
+    synchronisation: on a GPU the k draws queue behind the forward pass.
     """
     n = x.shape[0]
+    x_sq = (x * x).sum(-1)
     first = torch.randint(n, (1,), generator=generator, device=x.device)
     centres = [x[first].squeeze(0)]
-    d2 = ((x - centres[0]) ** 2).sum(-1)
+    d2 = _sq_dist_to(x, x_sq, centres[0][None])[:, 0]
     for _ in range(1, k):
-        total = d2.sum()
-        if total <= 0:  # every point sits on a centre already: pick uniformly among the rest
-            probs = torch.ones_like(d2)
-        else:
-            probs = d2 / total
-        idx = torch.multinomial(probs, 1, generator=generator)
+        # every point on a centre already (d2 all zero): draw uniformly instead; multinomial normalises
+        weights = torch.where(d2.sum() > 0, d2, torch.ones_like(d2))
+        idx = torch.multinomial(weights, 1, generator=generator)
         c = x[idx].squeeze(0)
         centres.append(c)
-        d2 = torch.minimum(d2, ((x - c) ** 2).sum(-1))
+        d2 = torch.minimum(d2, _sq_dist_to(x, x_sq, c[None])[:, 0])
     return torch.stack(centres)
 
 
 def kmeans(
     x: torch.Tensor, k: int, iters: int = 10, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means. x float[N,D] → (assignments int64[N] in [0, k'), centres float[k',D]).
+    """Lloyd's k-means in fp32 (also under autocast). x float[N,D] → (assignments int64[N] in [0, k'),
+    centres float[k',D]).
 
-    ``k' = min(k, N)``. Empty clusters keep their previous centre.
+    ``k' = min(k, N)``. Empty clusters keep their previous centre. On CPU the loop stops as soon as the
+    assignments repeat; on a GPU it runs all ``iters`` rather than synchronise to test that (a repeated
+    assignment is a fixed point, so the result is the same either way).
     """
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"kmeans needs a non-empty [N,D] tensor, got shape {tuple(x.shape)}")
-    x = x.float()
-    k = min(k, x.shape[0])
-    centres = kmeans_plus_plus(x, k, generator)
-    assign = torch.cdist(x, centres).argmin(1)
-    for _ in range(iters):
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)
-        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-        new_assign = torch.cdist(x, centres).argmin(1)
-        if torch.equal(new_assign, assign):
-            break
-        assign = new_assign
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        k = min(k, x.shape[0])
+        x_sq = (x * x).sum(-1)
+        centres = kmeans_plus_plus(x, k, generator)
+        assign = _sq_dist_to(x, x_sq, centres).argmin(1)
+        stop_early = x.device.type == "cpu"
+        for _ in range(iters):
+            sums = torch.zeros_like(centres).index_add_(0, assign, x)
+            counts = torch.bincount(assign, minlength=k).to(x.dtype)
+            centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+            new_assign = _sq_dist_to(x, x_sq, centres).argmin(1)
+            if stop_early and torch.equal(new_assign, assign):
+                break
+            assign = new_assign
     return assign, centres

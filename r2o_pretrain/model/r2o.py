@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
@@ -80,8 +81,10 @@ class R2O(nn.Module):
         if self.method == "detcon" or k > self.superpixel_only_above:
             labels = resize_labels(superpixels, label_size)
             return labels, int(superpixels.max().item()) + 1
-        c4 = self.target_encoder.forward_c4(raw)
-        return self.refiner(c4, superpixels, k, label_size, generator)
+        with record_function("r2o.raw_view_c4"):
+            c4 = self.target_encoder.forward_c4(raw)
+        with record_function("r2o.refine"):
+            return self.refiner(c4, superpixels, k, label_size, generator)
 
     def _embed(
         self, encoder: ResNetEncoder, projector: nn.Module, view: torch.Tensor, masks: torch.Tensor
@@ -105,16 +108,18 @@ class R2O(nn.Module):
         label_size = raw.shape[-1] // 4
         out_size = views.shape[-1] // 32
         label_map, num_labels = self.region_labels(raw, superpixels, k, label_size, generator)
-        masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]
-        mass = mask_mass(masks)
-        counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
-
-        online = [self._embed(self.online_encoder, self.online_projector, views[:, v], masks[:, v]) for v in (0, 1)]
-        preds = [self.predictor(z.flatten(0, 1)).view_as(z) for z in online]
-        with torch.no_grad():
+        with record_function("r2o.view_masks"):
+            masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]
+            mass = mask_mass(masks)
+            counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
+        with record_function("r2o.online_forward"):
+            online = [self._embed(self.online_encoder, self.online_projector, views[:, v], masks[:, v]) for v in (0, 1)]
+            preds = [self.predictor(z.flatten(0, 1)).view_as(z) for z in online]
+        with torch.no_grad(), record_function("r2o.target_forward"):
             targets = [
                 self._embed(self.target_encoder, self.target_projector, views[:, v], masks[:, v]) for v in (0, 1)
             ]
-        loss_a, n_a = masked_byol_loss(preds[0], targets[1], counted)
-        loss_b, n_b = masked_byol_loss(preds[1], targets[0], counted)
+        with record_function("r2o.loss"):
+            loss_a, n_a = masked_byol_loss(preds[0], targets[1], counted)
+            loss_b, n_b = masked_byol_loss(preds[1], targets[0], counted)
         return LossOutput(loss_a + loss_b, n_a + n_b, num_labels, label_map.detach())

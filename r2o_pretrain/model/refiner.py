@@ -69,7 +69,8 @@ class RegionRefiner:
         label_size: int,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, int]:
-        feats, valid = superpixel_features(c4, superpixels)
+        with torch.autocast(c4.device.type, enabled=False):  # pooling and clustering stay fp32 under AMP
+            feats, valid = superpixel_features(c4, superpixels)
         # Diverged weights give NaN features; cluster zeros instead so that the step reaches the loss,
         # whose non-finite value the trainer detects on every process at once (no DDP hang).
         feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)

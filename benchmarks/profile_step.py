@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=1024, help="projector/predictor hidden width")
     p.add_argument("--amp", choices=["none", "bf16"], default="none", help="CPU autocast dtype")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--steps", type=int, default=7, help="profiled steps of each method (after 2 warm-up steps)")
+    p.add_argument("--steps", type=int, default=10, help="profiled steps of each method (after 2 warm-up steps)")
     p.add_argument("--flops-depth", type=int, default=50, help="FLOP floor at the paper's setting: ResNet depth")
     p.add_argument("--flops-size", type=int, default=224, help="... and view = raw size")
     p.add_argument("--flops-hidden", type=int, default=4096, help="... and head width")
@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads; ms per step, median of {a.steps} profiled steps\n"
     )
     print(table(rows, ["part", "BYOL ms", "R2O ms", "R2O - BYOL"]))
-    print(f"\nR2O / BYOL step time: {r2o['step'] / byol['step']:.3f}x")
+    own = sum(r2o.get(key, 0.0) for key in ("r2o.raw_view_c4", "r2o.refine", "r2o.view_masks"))
+    print(
+        f"\nR2O-only parts (raw-view c4 + refiner + masks): {own:.1f} ms = {own / byol['step']:.3f} of the BYOL step "
+        f"(the other rows do the same work in both, apart from the heads on B*M rows; their differences are "
+        f"mostly this machine's noise). Whole step R2O / BYOL: {r2o['step'] / byol['step']:.3f}x"
+    )
 
     # FLOP floor: what the method adds in arithmetic, before any implementation cost.
     print()

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import run_tool
 from PIL import Image
 
 from r2o_pretrain.data.dataset import PretrainDataset, build_loader
 from r2o_pretrain.data.folder import DatasetError, list_images, open_rgb
+from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices
 from r2o_pretrain.data.superpixels import SuperpixelCache, slic_labels
 from r2o_pretrain.data.views import TwoViewTransform
 
@@ -141,3 +143,34 @@ def test_demo_scenes_are_deterministic(tmp_path):
     b = SceneGenerator(64).scene(np.random.default_rng(3), 3)
     np.testing.assert_array_equal(a.image, b.image)
     assert [i.category for i in a.instances] == [i.category for i in b.instances]
+
+
+def test_prefill_warms_exactly_the_entries_training_reads(tmp_path):
+    root = make_odd_folder(tmp_path / "imgs")
+    cache_dir = tmp_path / "cache"
+
+    def make():
+        cache = SuperpixelCache(str(cache_dir), n_segments=10)
+        return PretrainDataset(str(root), TwoViewTransform(view_size=32, raw_size=32), cache)
+
+    # two shards together cover every file once
+    assert sorted(shard_indices(7, 0, 2) + shard_indices(7, 1, 2)) == list(range(7))
+    first = prefill_superpixels(make(), workers=2, shard=0, num_shards=2)
+    second = prefill_superpixels(make(), workers=0, shard=1, num_shards=2)
+    total = first + second
+    assert total["unreadable"] == 3 and total["computed"] == 5  # corrupt, truncated, tiny; 5 good images
+    dataset = make()
+    for i in range(len(dataset)):
+        dataset[i]
+    assert dataset.superpixels.misses == 0 and dataset.superpixels.hits >= 5  # training starts warm
+    again = prefill_superpixels(make(), workers=0)
+    assert again["cached"] == 5 and again["computed"] == 0
+
+    # the command line: same config system as pretrain.py; unreadable files are named
+    args = [f"data.root={root}", f"data.superpixel_cache={tmp_path / 'cli'}", "data.raw_size=32", "data.n_segments=10"]
+    r = run_tool("tools/cache_superpixels.py", *args, "--workers", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "5 computed" in r.stdout and "3 unreadable" in r.stdout and "corrupt.jpg" in r.stderr
+    off = run_tool("tools/cache_superpixels.py", *args, "data.superpixel_cache=")
+    assert off.returncode == 2 and "superpixel_cache is empty" in off.stderr
+    assert run_tool("tools/cache_superpixels.py", *args, "--shard", "2/2").returncode == 2

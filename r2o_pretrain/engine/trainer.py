@@ -80,6 +80,18 @@ def resolve_data_root(cfg: Config, info: DistInfo) -> str:
     return cfg.data.root or str(demo_dir / "images")
 
 
+def build_dataset(cfg: Config, root: str) -> PretrainDataset:
+    """The pretraining dataset of ``root`` with the views and region prior that ``cfg`` asks for."""
+    d = cfg.data
+    return PretrainDataset(
+        root,
+        TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio)),
+        SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness),
+        seed=cfg.train.seed,
+        min_image_size=d.min_image_size,
+    )
+
+
 def current_k(cfg: Config, epoch: int) -> int:
     c = cfg.curriculum
     total = c.epochs if c.epochs > 0 else cfg.train.epochs
@@ -97,15 +109,8 @@ class Trainer:
         setup_logging(self.out if self.info.is_main else None, self.info.rank)
         t = cfg.train
         self.device = self.info.device
-        root = resolve_data_root(cfg, self.info)
+        self.dataset = build_dataset(cfg, resolve_data_root(cfg, self.info))
         d = cfg.data
-        self.dataset = PretrainDataset(
-            root,
-            TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio)),
-            SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness),
-            seed=t.seed,
-            min_image_size=d.min_image_size,
-        )
         self.loader, self.sampler = build_loader(
             self.dataset,
             t.batch_size,

@@ -13,6 +13,8 @@ python3 tools/make_demo_data.py /tmp/r2o_demo --train 256 --val 8 --fg 8
 common=(data.demo=true data.demo_dir=/tmp/r2o_demo data.superpixel_cache=/tmp/r2o_sp data.num_workers=8
         model.depth=50 data.view_size=224 data.raw_size=224 train.batch_size=64 train.epochs=2 train.log_every=1
         train.regions_png=false)
+# 0. the SLIC cache, filled on all cores first (what a user does before a long run)
+python3 tools/cache_superpixels.py "${common[@]}" --workers "$(nproc)" 2>&1 | tail -n 1
 # 1. bf16 autocast + channels_last, killed after step 5 and resumed: the AMP path and exact resume on GPU
 python3 tools/pretrain.py "${common[@]}" train.amp=bf16 train.channels_last=true train.checkpoint_every=2 \
   train.output_dir="$out/bf16" debug.kill_at_step=5 || true

@@ -3,7 +3,8 @@
 
   python benchmarks/run.py [--only step region_prior loader kmeans rss]
 
-Not part of the test suite. The GPU measurements are benchmarks/gpu_throughput.py (needs a GPU).
+Not part of the test suite. Where a step's time goes: benchmarks/profile_step.py. The GPU measurements
+are benchmarks/gpu_throughput.py and benchmarks/gpu_check.sh (need a GPU).
 """
 
 from __future__ import annotations

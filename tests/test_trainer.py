@@ -97,9 +97,11 @@ def test_resume_refuses_foreign_checkpoint(demo_dir, tmp_path):
     assert r.returncode == 2 and str(truncated) in r.stderr
 
 
-def test_ddp_two_processes_keep_replicas_identical(demo_dir, tmp_path):
+@pytest.mark.parametrize("fast_path", [False, True], ids=["fp32", "bf16_channels_last"])
+def test_ddp_two_processes_keep_replicas_identical(fast_path, demo_dir, tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
+    fast = {"train__amp": "bf16", "train__channels_last": "true"} if fast_path else {}
     r = run_tool(
         "-m",
         "torch.distributed.run",
@@ -108,7 +110,7 @@ def test_ddp_two_processes_keep_replicas_identical(demo_dir, tmp_path):
         "2",
         str(ROOT / "tests/helpers/ddp_train.py"),
         str(out),
-        *tiny_overrides(demo_dir / "images", out / "run", train__epochs=1),
+        *tiny_overrides(demo_dir / "images", out / "run", train__epochs=1, **fast),
         env={"OMP_NUM_THREADS": "1"},
     )
     assert r.returncode == 0, r.stderr[-4000:]
@@ -188,3 +190,20 @@ def test_encoder_dims_follow_depth():
         assert (enc.c4_channels, enc.c5_channels) == (c4, c5)
         a, b = enc(torch.randn(2, 3, 64, 64))
         assert a.shape == (2, c4, 4, 4) and b.shape == (2, c5, 2, 2)
+
+
+def test_channels_last_encoder_takes_strided_views_and_matches_nchw():
+    from r2o_pretrain.model.encoder import ResNetEncoder
+
+    torch.manual_seed(0)
+    nchw = ResNetEncoder(18).eval()
+    nhwc = ResNetEncoder(18).eval()
+    nhwc.load_state_dict(nchw.state_dict())
+    nhwc = nhwc.to(memory_format=torch.channels_last)
+    views = torch.randn(2, 2, 3, 64, 64)  # [B,V,3,S,S] as the loader stacks them; views[:, 1] is a strided slice
+    with torch.no_grad():
+        c4_a, c5_a = nchw(views[:, 1])
+        c4_b, c5_b = nhwc(views[:, 1])
+    assert c4_b.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(c4_b, c4_a, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(c5_b, c5_a, rtol=1e-4, atol=1e-4)

@@ -20,6 +20,7 @@ lint:
 
 bench: setup
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/profile_step.py
 
 # Rewrite requirements/stack.txt from the current venv (after changing a top-level pin on purpose).
 lock:

@@ -174,3 +174,6 @@ def test_prefill_warms_exactly_the_entries_training_reads(tmp_path):
     off = run_tool("tools/cache_superpixels.py", *args, "data.superpixel_cache=")
     assert off.returncode == 2 and "superpixel_cache is empty" in off.stderr
     assert run_tool("tools/cache_superpixels.py", *args, "--shard", "2/2").returncode == 2
+    # under torchrun each process fills its share: RANK/WORLD_SIZE pick the shard
+    ranked = run_tool("tools/cache_superpixels.py", *args, env={"RANK": "1", "WORLD_SIZE": "3"})
+    assert ranked.returncode == 0 and "3 of 8 images (shard 1/3)" in ranked.stdout

@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import kmeans as kmeans_bench  # noqa: E402
 import torch  # noqa: E402
-from common import table  # noqa: E402
-from step import interleaved_step_times, make_batch, make_step  # noqa: E402
+from common import interleaved_median_times, table  # noqa: E402
+from step import make_batch, make_step  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         batch = make_batch(b, 224, 224)
         for label, amp, cl in (("fp32/tf32", None, False), ("bf16 + channels_last", torch.bfloat16, True)):
             steps = {m: make_step(m, 50, batch, a.k, "cuda", amp, cl, hidden=4096) for m in ("byol", "r2o")}
-            t = interleaved_step_times(steps, repeats=a.repeats, warmup=3)
+            t = interleaved_median_times(steps, repeats=a.repeats, warmup=3)
             t_byol, t_r2o = t["byol"], t["r2o"]
             del steps
             torch.cuda.empty_cache()

@@ -6,11 +6,10 @@ all of them alike and the ratios stay meaningful; each time is the median over r
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from common import interleaved_median_times
 from torch.profiler import record_function
 
 from r2o_pretrain.model.r2o import R2O
@@ -68,20 +67,6 @@ def make_step(
     return step
 
 
-def interleaved_step_times(steps: dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per step of each closure, running them in turn within every repeat."""
-    for _ in range(warmup):
-        for fn in steps.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def run(depth: int = 18, b: int = 16, view: int = 96, k: int = 16, repeats: int = 7) -> list[list[str]]:
     rows = []
     settings = [
@@ -92,7 +77,7 @@ def run(depth: int = 18, b: int = 16, view: int = 96, k: int = 16, repeats: int 
     for raw, amp, cl, label in settings:
         batch = make_batch(b, view, raw)
         steps = {m: make_step(m, depth, batch, k, amp=amp, channels_last=cl) for m in ("byol", "r2o", "detcon")}
-        t = interleaved_step_times(steps, repeats=repeats)
+        t = interleaved_median_times(steps, repeats=repeats, warmup=2)
         what = f"train step, ResNet-{depth}, batch {b}, views {view}px, raw {raw}px, K={k}, {label} (CPU)"
         rows += [
             [what, "BYOL step", f"{t['byol'] * 1000:.0f} ms", "1.00x (baseline)"],

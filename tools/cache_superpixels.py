@@ -31,7 +31,7 @@ from tqdm import tqdm  # noqa: E402
 
 from r2o_pretrain.config import ConfigError, load_config  # noqa: E402
 from r2o_pretrain.data.folder import DatasetError  # noqa: E402
-from r2o_pretrain.data.prefill import prefill_superpixels  # noqa: E402
+from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices  # noqa: E402
 from r2o_pretrain.engine.distributed import DistInfo  # noqa: E402
 from r2o_pretrain.engine.trainer import build_dataset, resolve_data_root  # noqa: E402
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    total = len(range(shard, len(dataset), num_shards))
+    total = len(shard_indices(len(dataset), shard, num_shards))
     print(
         f"{total} of {len(dataset)} images (shard {shard}/{num_shards}) → {dataset.superpixels.directory} "
         f"(raw view {cfg.data.raw_size}px, {cfg.data.n_segments} segments), {a.workers} workers"

@@ -35,16 +35,19 @@ class RawViewSuperpixels(Dataset):
     def __getitem__(self, i: int) -> tuple[str, str]:
         d = self.dataset
         path = d.files[self.indices[i]]
+        cache = d.superpixels
+        repaired_before = cache.repaired
+        try:
+            if cache.read(path, d.transform.raw_size) is not None:  # a warm entry: no need to decode the image
+                return "cached", ""
+        except OSError as exc:  # the file vanished or cannot be stat'ed since it was listed
+            return "unreadable", f"{path}: {exc}"
         try:
             img = open_rgb(path, d.min_image_size)
         except BadImageError as exc:
             return "unreadable", str(exc)
-        cache = d.superpixels
-        before = (cache.hits, cache.repaired)
-        cache.labels_for(path, np.asarray(d.transform.raw_view(img), dtype=np.uint8))
-        if cache.hits > before[0]:
-            return "cached", ""
-        return ("repaired" if cache.repaired > before[1] else "computed"), ""
+        cache.compute(path, np.asarray(d.transform.raw_view(img), dtype=np.uint8))
+        return ("repaired" if cache.repaired > repaired_before else "computed"), ""
 
 
 def shard_indices(n: int, shard: int, num_shards: int) -> list[int]:

@@ -64,26 +64,39 @@ class SuperpixelCache:
         k = self.key(path, size)
         return Path(self.directory) / k[:2] / f"{k}.npy"
 
-    def labels_for(self, path: str, rgb: np.ndarray) -> np.ndarray:
-        """int64[R,R] labels of ``rgb`` (the raw view of ``path``)."""
+    def read(self, path: str, size: int) -> np.ndarray | None:
+        """The cached int64[size,size] labels of ``path``'s raw view, or None (no entry, or a corrupt one).
+
+        Needs no decoded image, so a warm cache can be checked without reading the picture.
+        """
         if not self.directory:
-            self.misses += 1
-            return slic_labels(rgb, self.n_segments, self.compactness)
-        entry = self.entry(path, rgb.shape[0])
-        if entry.exists():
-            try:
-                labels = np.load(entry, allow_pickle=False)
-                if labels.shape == rgb.shape[:2] and labels.dtype == np.int16 and labels.min() >= 0:
-                    self.hits += 1
-                    return labels.astype(np.int64)
-                raise ValueError(f"shape {labels.shape} dtype {labels.dtype}")
-            except (OSError, ValueError, EOFError) as exc:
-                logger.warning("superpixel cache entry %s for %s is corrupt (%s): recomputing", entry, path, exc)
-                self.repaired += 1
+            return None
+        entry = self.entry(path, size)
+        if not entry.exists():
+            return None
+        try:
+            labels = np.load(entry, allow_pickle=False)
+            if labels.shape == (size, size) and labels.dtype == np.int16 and labels.min() >= 0:
+                self.hits += 1
+                return labels.astype(np.int64)
+            raise ValueError(f"shape {labels.shape} dtype {labels.dtype}")
+        except (OSError, ValueError, EOFError) as exc:
+            logger.warning("superpixel cache entry %s for %s is corrupt (%s): recomputing", entry, path, exc)
+            self.repaired += 1
+            return None
+
+    def compute(self, path: str, rgb: np.ndarray) -> np.ndarray:
+        """SLIC labels of ``rgb`` (the raw view of ``path``), written to the cache when it is on."""
         self.misses += 1
         labels = slic_labels(rgb, self.n_segments, self.compactness)
-        self._write(entry, labels.astype(np.int16))
+        if self.directory:
+            self._write(self.entry(path, rgb.shape[0]), labels.astype(np.int16))
         return labels
+
+    def labels_for(self, path: str, rgb: np.ndarray) -> np.ndarray:
+        """int64[R,R] labels of ``rgb`` (the raw view of ``path``): from the cache, else computed and cached."""
+        cached = self.read(path, rgb.shape[0])
+        return cached if cached is not None else self.compute(path, rgb)
 
     @staticmethod
     def _write(entry: Path, labels: np.ndarray) -> None:

@@ -15,14 +15,18 @@ def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor) -> t
     return torch.addmm((centres * centres).sum(-1)[None, :] + x_sq[:, None], x, centres.T, alpha=-2.0).clamp_min_(0)
 
 
-def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def kmeans_plus_plus(
+    x: torch.Tensor, k: int, generator: torch.Generator | None = None, x_sq: torch.Tensor | None = None
+) -> torch.Tensor:
     """float[N,D] → float[k,D] initial centres (k-means++ seeding, D² sampling).
 
-    ``generator`` must live on ``x.device`` (or be None for the global generator). No host
-    synchronisation: on a GPU the k draws queue behind the forward pass.
+    ``generator`` must live on ``x.device`` (or be None for the global generator); ``x_sq`` float[N]
+    is ``|x|²`` if the caller has it. No host synchronisation: on a GPU the k draws queue behind the
+    forward pass.
     """
     n = x.shape[0]
-    x_sq = (x * x).sum(-1)
+    if x_sq is None:
+        x_sq = (x * x).sum(-1)
     first = torch.randint(n, (1,), generator=generator, device=x.device)
     centres = [x[first].squeeze(0)]
     d2 = _sq_dist_to(x, x_sq, centres[0][None])[:, 0]
@@ -52,7 +56,7 @@ def kmeans(
         x = x.float()
         k = min(k, x.shape[0])
         x_sq = (x * x).sum(-1)
-        centres = kmeans_plus_plus(x, k, generator)
+        centres = kmeans_plus_plus(x, k, generator, x_sq)
         assign = _sq_dist_to(x, x_sq, centres).argmin(1)
         stop_early = x.device.type == "cpu"
         for _ in range(iters):

@@ -22,7 +22,7 @@ _base_ = [
     "mmseg::_base_/default_runtime.py",
 ]
 custom_imports = dict(imports=["r2o_mmseg"], allow_failed_imports=False)
-runner_type = "R2ORunner"  # mmengine Runner whose --resume works with torch's weights_only loading
+runner_type = "R2ORunner"  # mmengine Runner; its checkpoints load (test, load_from, resume) under weights_only
 
 checkpoint = "{{$R2O_CHECKPOINT:none}}"  # "none": random init (a warning says so)
 data_root = "{{$R2O_DATA_ROOT:data/VOCdevkit/VOC2012}}"

@@ -1,8 +1,13 @@
-"""Config additions (``cfg.MODEL.R2O``, ``cfg.INPUT.LSJ``, ``cfg.INPUT.MAPPER``) and the SyncBN → BN switch."""
+"""Config additions (``cfg.MODEL.R2O``, ``cfg.INPUT.LSJ``, ``cfg.INPUT.MAPPER``), the SyncBN → BN switch and
+the checks that a config fits the machine it runs on."""
 
 from __future__ import annotations
 
 from detectron2.config import CfgNode as CN
+
+class R2OConfigError(ValueError):
+    """A config (or a dataset it names) that cannot work; the message says which setting and what to do."""
+
 
 NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM")
 
@@ -42,3 +47,18 @@ def adapt_norm_to_world_size(cfg: CN, world_size: int) -> list[str]:
     if was_frozen:
         cfg.freeze()
     return changed
+
+
+def check_batch_fits_reference_world_size(cfg: CN, world_size: int) -> None:
+    """detectron2 rescales batch, lr and schedule from ``SOLVER.REFERENCE_WORLD_SIZE`` GPUs to ``world_size``;
+    that needs ``IMS_PER_BATCH`` divisible by the reference. Say so before detectron2's bare assertion."""
+    reference, batch = cfg.SOLVER.REFERENCE_WORLD_SIZE, cfg.SOLVER.IMS_PER_BATCH
+    if reference in (0, world_size) or batch % reference == 0:
+        return
+    raise R2OConfigError(
+        f"SOLVER.IMS_PER_BATCH {batch} is not divisible by SOLVER.REFERENCE_WORLD_SIZE {reference}: detectron2 "
+        f"rescales batch, lr and schedule from the config's {reference} GPUs to your {world_size}, which needs a "
+        f"batch divisible by {reference}. Either add SOLVER.REFERENCE_WORLD_SIZE 0 to train with IMS_PER_BATCH "
+        f"{batch}, BASE_LR and MAX_ITER exactly as given (scale BASE_LR with the batch yourself), or give "
+        f"SOLVER.IMS_PER_BATCH a multiple of {reference} (the batch of {reference} GPUs, scaled to your {world_size})."
+    )

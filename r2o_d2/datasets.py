@@ -1,4 +1,5 @@
-"""Dataset registration: any COCO-format json by name, and the bundled demo scenes.
+"""Dataset registration (any COCO-format json by name, the bundled demo scenes) and the classes a config's
+datasets agree on, so that the model's number of classes can follow the data.
 
 COCO 2017 itself is registered by detectron2 (``coco_2017_train`` under ``$DETECTRON2_DATASETS``).
 """
@@ -10,6 +11,8 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
+
+from .config import R2OConfigError
 
 logger = logging.getLogger("r2o_d2")
 
@@ -47,3 +50,45 @@ def register_demo_datasets(root: str | None = None) -> None:
     root = root or os.environ.get("R2O_DEMO_DIR", "data/demo")
     for name, (json_name, images) in DEMO_SPLITS.items():
         register_coco_dataset(name, os.path.join(root, json_name), os.path.join(root, images))
+
+
+def dataset_classes(name: str) -> list[str]:
+    """The class names of a registered dataset in contiguous-id order (detectron2's ``thing_classes``).
+
+    detectron2's own datasets carry them in their metadata; a COCO json registered here is loaded once to
+    read its categories (which also checks that its images exist).
+    """
+    if name not in DatasetCatalog.list():
+        raise R2OConfigError(
+            f"dataset '{name}' is not registered: add --coco-dataset {name} JSON IMAGE_DIR, or name one of "
+            f"{', '.join(sorted(DatasetCatalog.list())[:8])}, ..."
+        )
+    meta = MetadataCatalog.get(name)
+    if not hasattr(meta, "thing_classes"):
+        DatasetCatalog.get(name)  # load_coco_json sets thing_classes from the json's categories
+    if not hasattr(meta, "thing_classes"):
+        raise R2OConfigError(f"dataset '{name}' has no thing_classes in its metadata: is it an instance dataset?")
+    return list(meta.thing_classes)
+
+
+def agreed_classes(names: list[str]) -> list[str]:
+    """The classes that every dataset in ``names`` has, in the same order; an error naming the first that differs.
+
+    The model predicts one set of classes: training and test sets must share categories (names and order).
+    """
+    if not names:
+        raise R2OConfigError("no dataset named: set DATASETS.TRAIN / DATASETS.TEST")
+    reference = dataset_classes(names[0])
+    for name in names[1:]:
+        classes = dataset_classes(name)
+        if classes != reference:
+            differ = next(
+                (f"class {i}: '{a}' vs '{b}'" for i, (a, b) in enumerate(zip(reference, classes)) if a != b),
+                f"{len(reference)} vs {len(classes)} classes",
+            )
+            raise R2OConfigError(
+                f"datasets '{names[0]}' ({len(reference)} classes) and '{name}' ({len(classes)} classes) do not "
+                f"have the same categories ({differ}). The model predicts one set of classes: give both jsons the "
+                "same 'categories' list (same names, ids in the same order), empty ones included."
+            )
+    return reference

@@ -1,24 +1,41 @@
-"""``R2ORunner``: mmengine's Runner whose resume reads mmengine checkpoints with ``weights_only=True``.
+"""``R2ORunner``: mmengine's Runner whose checkpoint errors name the file and the way out.
 
-Configs select it with ``runner_type = "R2ORunner"``; everything else is mmengine's Runner.
+Configs select it with ``runner_type = "R2ORunner"``. mmengine's own checkpoints load under torch's
+``weights_only=True`` for ``--resume``, ``load_from`` and ``mim test`` alike, through the allow-list that
+importing ``r2o_mmseg`` installs (``safe_globals.py``); everything else is mmengine's Runner.
 """
 
 from __future__ import annotations
 
-import torch
+import contextlib
+import pickle
+from collections.abc import Iterator
+
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from .safe_globals import resume_globals
+
+@contextlib.contextmanager
+def _naming(filename: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise pickle.UnpicklingError(
+            f"{what} {filename}: refused under weights_only loading ({first}). mmengine and r2o checkpoints "
+            "load as they are; a file that needs more can run code when unpickled: load only files you trust, "
+            "and re-save their 'state_dict' plainly."
+        ) from exc
 
 
 class R2ORunner(Runner):
-    def resume(
-        self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True, map_location="default"
-    ) -> None:
-        # mmengine's checkpoints pickle HistoryBuffer's statistics methods via getattr: allowed here only.
-        with torch.serialization.safe_globals(resume_globals()):
-            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        with _naming(filename, "load_from / --checkpoint"):
+            return super().load_checkpoint(filename, *args, **kwargs)
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        with _naming(filename, "--resume"):
+            super().resume(filename, *args, **kwargs)
 
 
 def register() -> None:

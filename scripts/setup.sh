@@ -141,7 +141,7 @@ step "check: every package imports"
 "$VPY" - <<'EOF'
 import importlib
 for name in ["torch", "torchvision", "detectron2", "detectron2.modeling", "mmseg", "mmengine", "mmcv.ops",
-             "mim", "pycocotools", "cityscapesscripts", "fvcore", "skimage", "timm", "tensorboard",
+             "mim", "pycocotools", "cityscapesscripts", "fvcore", "shapely", "skimage", "timm", "tensorboard",
              "r2o_pretrain", "r2o_d2", "r2o_mmseg"]:
     importlib.import_module(name)
 import mmcv, mmengine, mmseg, torch

@@ -60,6 +60,7 @@ def test_everything_imports_together():
         "pycocotools",
         "cityscapesscripts",
         "fvcore",
+        "shapely",  # fvcore's crop of polygon masks (the LSJ mapper on COCO polygons)
         "skimage",
         "timm",
         "tensorboard",

@@ -12,8 +12,13 @@ Examples:
   python tools/train_net.py --config-file r2o_d2/configs/mask_rcnn_R18_FPN_demo.yaml \\
       MODEL.WEIGHTS runs/demo/checkpoints/last.pth               # CPU, demo scenes
   python tools/train_net.py --config-file ... --coco-dataset mine_train ann.json images/ \\
-      DATASETS.TRAIN '("mine_train",)'
+      --coco-dataset mine_val val.json val_images/ DATASETS.TRAIN '("mine_train",)' DATASETS.TEST '("mine_val",)'
   python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
+
+MODEL.ROI_HEADS.NUM_CLASSES follows the datasets' categories unless given on the command line (then it
+must agree with them); training and test sets must share their categories. With fewer GPUs than
+SOLVER.REFERENCE_WORLD_SIZE, detectron2 scales batch, lr and schedule (SOLVER.REFERENCE_WORLD_SIZE 0: as given).
+Checks that need no GPU run before any process starts; a failed one exits with status 2 and a message.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from r2o_d2 import (  # noqa: E402
     R2OCheckpointer,
+    R2OConfigError,
     R2OTrainer,
     adapt_norm_to_world_size,
     add_r2o_config,
+    agreed_classes,
+    check_batch_fits_reference_world_size,
     register_coco_dataset,
     register_demo_datasets,
 )
@@ -41,18 +49,64 @@ from r2o_pretrain.weights import ConversionError  # noqa: E402
 
 logger = logging.getLogger("r2o_d2")
 
+NUM_CLASSES = "MODEL.ROI_HEADS.NUM_CLASSES"
 
-def setup(args):
+
+def merged_cfg(args):
     cfg = get_cfg()
     add_r2o_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    return cfg
+
+
+def command_line_value(opts: list[str], key: str) -> str | None:
+    """The last value given for ``key`` among the trailing KEY VALUE overrides, or None."""
+    values = [v for k, v in zip(opts[0::2], opts[1::2]) if k == key]
+    return values[-1] if values else None
+
+
+def dataset_names(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def preflight(args) -> list[str]:
+    """What can be checked before any process starts: the batch against the world size and the classes of
+    the datasets. Sets NUM_CLASSES from the data unless it was given; returns lines for the log."""
+    register_datasets(args)
+    cfg = merged_cfg(args)
+    if not args.eval_only:
+        check_batch_fits_reference_world_size(cfg, args.num_gpus * args.num_machines)
+    names = dataset_names(cfg.DATASETS.TEST)
+    if not args.eval_only:
+        names = dataset_names(cfg.DATASETS.TRAIN) + names
+    classes = agreed_classes(names)
+    given = command_line_value(args.opts, NUM_CLASSES)
+    if given is not None:
+        if int(given) != len(classes):
+            raise R2OConfigError(
+                f"{NUM_CLASSES} {given} was given on the command line, but dataset '{names[0]}' has "
+                f"{len(classes)} classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}). "
+                f"Leave {NUM_CLASSES} out (it follows the data) or fix the json's categories."
+            )
+        return []
+    args.opts = [*args.opts, NUM_CLASSES, str(len(classes))]
+    return [
+        f"{NUM_CLASSES} {len(classes)}: the classes of dataset '{names[0]}' "
+        f"(config file: {cfg.MODEL.ROI_HEADS.NUM_CLASSES}; set it on the command line to pin it)"
+    ]
+
+
+def setup(args):
+    cfg = merged_cfg(args)
     changed = adapt_norm_to_world_size(cfg, comm.get_world_size())
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="r2o_d2")
     if changed:
         logger.info("world size 1: SyncBN → BN for %s", ", ".join(changed))
+    for line in getattr(args, "preflight_notes", []):
+        logger.info("%s", line)
     return cfg
 
 
@@ -91,6 +145,7 @@ def parser():
 def cli(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        args.preflight_notes = preflight(args)
         launch(
             main,
             args.num_gpus,
@@ -99,7 +154,7 @@ def cli(argv=None) -> int:
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (ConversionError, FileNotFoundError) as exc:
+    except (ConversionError, FileNotFoundError, R2OConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,93 @@
+"""A user's round trip with mmseg on VOC palette PNGs with 255 borders (not the demo's data):
+`mim train` → `mim test --checkpoint` → `mim train --resume`, and what the checkpoint reader allows."""
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_tool
+from test_mmseg import R18, mim_train
+from user_data import write_voc_palette_tree
+
+SMALL = [
+    *R18,
+    "model.auxiliary_head.in_channels=256",
+    "model.auxiliary_head.channels=32",
+    "crop_size=(64,64)",
+    "model.data_preprocessor.size=(64,64)",
+    "train_dataloader.dataset.datasets.0.pipeline.2.scale=(128,64)",
+    "train_dataloader.dataset.datasets.1.pipeline.2.scale=(128,64)",
+    "train_dataloader.dataset.datasets.0.pipeline.3.crop_size=(64,64)",
+    "train_dataloader.dataset.datasets.1.pipeline.3.crop_size=(64,64)",
+    "val_dataloader.dataset.pipeline.1.scale=(128,96)",
+    "default_hooks.checkpoint.interval=2",
+    "train_cfg.val_interval=2",
+]
+
+
+def test_voc_palette_pngs_train_test_resume(r2o_checkpoint, tmp_path):
+    root = write_voc_palette_tree(tmp_path / "VOC2012")
+    work = tmp_path / "work"
+    r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text[-4000:]
+    assert "every backbone tensor was loaded" in text and re.search(r"mIoU: \d", text)
+    checkpoint = work / "iter_2.pth"
+
+    # mim test = Runner.from_cfg + load_from: reads the training checkpoint (message hub included)
+    r = run_tool(
+        "-m",
+        "mim",
+        "test",
+        "mmseg",
+        "configs/r2o_fcn_voc.py",
+        "--checkpoint",
+        str(checkpoint),
+        "--work-dir",
+        str(tmp_path / "test"),
+        "--cfg-options",
+        *SMALL,
+        env={"R2O_DATA_ROOT": str(root)},
+        timeout=900,
+    )
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text[-4000:]
+    assert f"Load checkpoint from {checkpoint}" in text and re.search(r"mIoU: \d", text)
+
+    r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=4", resume=True)
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text[-4000:]
+    assert "resumed epoch: 0, iter: 2" in text and (work / "iter_4.pth").is_file()
+
+
+class _Attr:
+    """Pickles as getattr(owner, name), the way pickle protocol 2 writes a class's method."""
+
+    def __init__(self, owner, name):
+        self.owner, self.name = owner, name
+
+    def __reduce__(self):
+        return getattr, (self.owner, self.name)
+
+
+def test_checkpoint_reader_allows_history_buffer_statistics_and_nothing_else(tmp_path):
+    import r2o_mmseg  # noqa: F401  (installs the allow-list, as the configs' custom_imports do)
+    from mmengine.logging import HistoryBuffer
+
+    buffer = HistoryBuffer()
+    buffer.update(2.0)
+    buffer.update(4.0)
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "message_hub": {"loss": buffer}}, good)
+    loaded = torch.load(good, weights_only=True)
+    assert loaded["message_hub"]["loss"].mean() == pytest.approx(3.0)
+    assert loaded["message_hub"]["loss"].statistics("max") == pytest.approx(4.0)
+
+    for owner, name in ((np.ndarray, "tofile"), (HistoryBuffer, "__init__"), (HistoryBuffer, "update")):
+        bad = tmp_path / f"bad_{name}.pth"
+        torch.save({"state_dict": {}, "x": _Attr(owner, name)}, bad)
+        with pytest.raises(pickle.UnpicklingError, match="only HistoryBuffer's statistics methods"):
+            torch.load(bad, weights_only=True)
+    assert getattr not in torch.serialization.get_safe_globals()  # the builtin itself is never allow-listed

@@ -6,7 +6,13 @@ from r2o_d2 import add_r2o_config, R2OTrainer
 from .backbone import build_r2o_resnet_backbone, build_r2o_resnet_fpn_backbone
 from .checkpoint import R2OCheckpointer
 from .config import R2OConfigError, adapt_norm_to_world_size, add_r2o_config, check_batch_fits_reference_world_size
-from .datasets import agreed_classes, dataset_classes, register_coco_dataset, register_demo_datasets
+from .datasets import (
+    agreed_classes,
+    check_mask_format,
+    dataset_classes,
+    register_coco_dataset,
+    register_demo_datasets,
+)
 from .mapper import MAPPER_REGISTRY, build_mapper
 from .trainer import R2OTrainer
 
@@ -22,6 +28,7 @@ __all__ = [
     "build_r2o_resnet_backbone",
     "build_r2o_resnet_fpn_backbone",
     "check_batch_fits_reference_world_size",
+    "check_mask_format",
     "dataset_classes",
     "register_coco_dataset",
     "register_demo_datasets",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from detectron2.config import CfgNode as CN
 
+
 class R2OConfigError(ValueError):
     """A config (or a dataset it names) that cannot work; the message says which setting and what to do."""
 

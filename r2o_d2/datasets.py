@@ -33,7 +33,25 @@ def load_checked_coco_json(json_file: str, image_root: str, name: str) -> list[d
             f"dataset '{name}': {len(missing)} of {len(records)} images listed in {json_file} are missing "
             f"under {image_root}; the first is {missing[0]}. Check the IMAGE_DIR given for this dataset."
         )
+    rle = sum(
+        isinstance(a.get("segmentation"), dict) for r in records for a in r["annotations"] if not a.get("iscrowd", 0)
+    )
+    MetadataCatalog.get(name).set(rle_instances=rle)
     return records
+
+
+def check_mask_format(names: list[str], mask_format: str) -> None:
+    """Polygon masks (detectron2's default) cannot hold instances stored as RLE: say so before training."""
+    if mask_format != "polygon":
+        return
+    for name in names:
+        rle = MetadataCatalog.get(name).get("rle_instances", 0)
+        if rle:
+            raise R2OConfigError(
+                f"dataset '{name}': {rle} instances store their mask as RLE ('segmentation' with 'counts'), "
+                "which INPUT.MASK_FORMAT polygon cannot hold: add INPUT.MASK_FORMAT bitmask (it reads polygons "
+                "and RLE alike)."
+            )
 
 
 def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
@@ -89,6 +107,7 @@ def agreed_classes(names: list[str]) -> list[str]:
             raise R2OConfigError(
                 f"datasets '{names[0]}' ({len(reference)} classes) and '{name}' ({len(classes)} classes) do not "
                 f"have the same categories ({differ}). The model predicts one set of classes: give both jsons the "
-                "same 'categories' list (same names, ids in the same order), empty ones included."
+                "same 'categories' list (same names, ids in the same order), empty ones included. (DATASETS.TEST "
+                "comes from the config file unless set: DATASETS.TEST '(\"my_val\",)', or '()' for none.)"
             )
     return reference

@@ -10,7 +10,33 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 
 from .checkpoint import R2OCheckpointer
+from .config import R2OConfigError
 from .mapper import build_mapper
+
+
+class EvalCheckpointer(R2OCheckpointer):
+    """For ``--eval-only``: a trained model whose heads do not fit the config is an error, not a warning.
+
+    detectron2 skips tensors of the wrong shape with a warning (right when fine-tuning from another
+    dataset's model); evaluating such a model would report the AP of randomly initialised heads.
+    """
+
+    def __init__(self, model, *args, test_sets: tuple[str, ...] = (), **kwargs):
+        super().__init__(model, *args, **kwargs)
+        self.test_sets = tuple(test_sets)
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        heads = [(k, tuple(a), tuple(b)) for k, a, b in incompatible.incorrect_shapes if k.startswith("roi_heads.")]
+        if heads:
+            key, in_file, in_model = heads[0]
+            raise R2OConfigError(
+                f"MODEL.WEIGHTS does not fit the model's heads ({key}: {in_file} in the file, {in_model} in the "
+                f"model; {len(heads)} such tensors). A model trained on other classes cannot be evaluated on "
+                f"DATASETS.TEST {self.test_sets}: evaluate it on a test set with the categories "
+                "it was trained on."
+            )
+        return incompatible
 
 
 class R2OTrainer(DefaultTrainer):

@@ -3,6 +3,7 @@ on a COCO json with polygon segmentations and its own classes, from an official-
 train → --resume → --eval-only, and the checks that stop a run before training instead of after it."""
 
 import importlib.util
+import json
 import re
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_lsj_mapper_crops_polygons(user_coco):
     assert n_instances > 0
 
 
-def test_protocol_config_round_trip_on_polygons_from_official_checkpoint(user_coco, tmp_path):
+def test_protocol_config_round_trip_on_polygons_from_official_checkpoint(user_coco, tmp_path, capsys):
     official = tmp_path / "r2o_official_r18.pth"
     torch.save(official_checkpoint(torchvision.models.resnet18()), official)
     out = tmp_path / "out"
@@ -146,6 +147,20 @@ def test_protocol_config_round_trip_on_polygons_from_official_checkpoint(user_co
     assert "copypaste: Task: segm" in text
     assert re.search(r"copypaste: [\d.na]+,", text)
 
+    # the trained 4-class model on a 3-class test set: refused, not evaluated with random heads
+    three = tmp_path / "val_3_classes.json"
+    data = json.loads(user_coco["val"].read_text())
+    three.write_text(json.dumps({**data, "categories": data["categories"][:3]}))
+    code, err = run_cli(
+        capsys,
+        "--eval-only",
+        *coco_args(user_coco, val_json=three),
+        "DATASETS.TEST",
+        '("mine_val",)',
+        *overrides(MODEL__WEIGHTS=str(out / "model_final.pth"), OUTPUT_DIR=str(tmp_path / "eval3")),
+    )
+    assert code == 2 and "does not fit the model's heads" in err and "roi_heads.box_predictor" in err
+
 
 def _train_net_module():
     spec = importlib.util.spec_from_file_location("train_net_under_test", ROOT / "tools/train_net.py")
@@ -175,8 +190,6 @@ def test_classes_given_on_the_command_line_must_match_the_data(user_coco, tmp_pa
 
 
 def test_test_set_with_other_classes_stops_before_training(user_coco, tmp_path, capsys):
-    import json
-
     data = json.loads(user_coco["val"].read_text())
     data["categories"] = data["categories"][:3]  # a val export that dropped the empty category
     other = tmp_path / "val_3_classes.json"
@@ -204,3 +217,19 @@ def test_small_batch_with_the_protocol_reference_world_size_says_what_to_set(use
     assert "SOLVER.IMS_PER_BATCH 2" in err and "SOLVER.REFERENCE_WORLD_SIZE 16" in err
     assert "SOLVER.REFERENCE_WORLD_SIZE 0" in err
     assert not (tmp_path / "log.txt").exists()
+
+
+def test_rle_instances_with_polygon_mask_format_say_bitmask(user_coco, tmp_path, capsys):
+    from pycocotools import mask as mask_util
+
+    data = json.loads(user_coco["train"].read_text())
+    first = data["annotations"][0]
+    image = next(i for i in data["images"] if i["id"] == first["image_id"])
+    rle = mask_util.frPyObjects(first["segmentation"], image["height"], image["width"])
+    merged = mask_util.merge(rle)
+    first["segmentation"] = {"size": merged["size"], "counts": merged["counts"].decode()}  # a mask-tool export
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps(data))
+    argv = ["--coco-dataset", "mixed", str(mixed), str(user_coco["images"]), "DATASETS.TRAIN", '("mixed",)']
+    code, err = run_cli(capsys, *argv, "DATASETS.TEST", "()", *overrides(OUTPUT_DIR=str(tmp_path)))
+    assert code == 2 and "1 instances store their mask as RLE" in err and "INPUT.MASK_FORMAT bitmask" in err

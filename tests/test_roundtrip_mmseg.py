@@ -73,8 +73,9 @@ class _Attr:
 
 
 def test_checkpoint_reader_allows_history_buffer_statistics_and_nothing_else(tmp_path):
-    import r2o_mmseg  # noqa: F401  (installs the allow-list, as the configs' custom_imports do)
     from mmengine.logging import HistoryBuffer
+
+    import r2o_mmseg  # noqa: F401  (installs the allow-list, as the configs' custom_imports do)
 
     buffer = HistoryBuffer()
     buffer.update(2.0)

@@ -35,16 +35,17 @@ from detectron2.engine import default_argument_parser, default_setup, launch  # 
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from r2o_d2 import (  # noqa: E402
-    R2OCheckpointer,
     R2OConfigError,
     R2OTrainer,
     adapt_norm_to_world_size,
     add_r2o_config,
     agreed_classes,
     check_batch_fits_reference_world_size,
+    check_mask_format,
     register_coco_dataset,
     register_demo_datasets,
 )
+from r2o_d2.trainer import EvalCheckpointer  # noqa: E402
 from r2o_pretrain.weights import ConversionError  # noqa: E402
 
 logger = logging.getLogger("r2o_d2")
@@ -81,6 +82,8 @@ def preflight(args) -> list[str]:
     if not args.eval_only:
         names = dataset_names(cfg.DATASETS.TRAIN) + names
     classes = agreed_classes(names)
+    if not args.eval_only and cfg.MODEL.MASK_ON:
+        check_mask_format(dataset_names(cfg.DATASETS.TRAIN), cfg.INPUT.MASK_FORMAT)
     given = command_line_value(args.opts, NUM_CLASSES)
     if given is not None:
         if int(given) != len(classes):
@@ -121,8 +124,12 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = R2OTrainer.build_model(cfg)
-        R2OCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR, encoder=cfg.MODEL.R2O.ENCODER, allow_pickle=cfg.MODEL.R2O.ALLOW_PICKLE
+        EvalCheckpointer(
+            model,
+            save_dir=cfg.OUTPUT_DIR,
+            encoder=cfg.MODEL.R2O.ENCODER,
+            allow_pickle=cfg.MODEL.R2O.ALLOW_PICKLE,
+            test_sets=dataset_names(cfg.DATASETS.TEST),
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return R2OTrainer.test(cfg, model)
     trainer = R2OTrainer(cfg)

@@ -7,6 +7,7 @@ flip, then crop/pad to ``IMAGE_SIZE²``. At test time: longest side ``IMAGE_SIZE
 from __future__ import annotations
 
 from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.utils.registry import Registry
 
@@ -25,6 +26,19 @@ def lsj_augmentations(cfg, is_train: bool) -> list[T.Augmentation]:
     ]
 
 
+class LSJDatasetMapper(DatasetMapper):
+    """detectron2's DatasetMapper, whose box recomputation (after the crop) also takes an image without
+    non-crowd instances (``DATALOADER.FILTER_EMPTY_ANNOTATIONS False``, test-time annotations): empty
+    Instances instead of detectron2's "Cannot find field 'gt_masks'"."""
+
+    def _transform_annotations(self, dataset_dict, transforms, image_shape):
+        if self.recompute_boxes and all(a.get("iscrowd", 0) for a in dataset_dict["annotations"]):
+            dataset_dict.pop("annotations")
+            dataset_dict["instances"] = utils.annotations_to_instances([], image_shape)
+            return
+        super()._transform_annotations(dataset_dict, transforms, image_shape)
+
+
 @MAPPER_REGISTRY.register()
 def default_mapper(cfg, is_train: bool) -> DatasetMapper:
     return DatasetMapper(cfg, is_train)
@@ -32,7 +46,7 @@ def default_mapper(cfg, is_train: bool) -> DatasetMapper:
 
 @MAPPER_REGISTRY.register()
 def lsj_mapper(cfg, is_train: bool) -> DatasetMapper:
-    return DatasetMapper(
+    return LSJDatasetMapper(
         is_train=is_train,
         augmentations=lsj_augmentations(cfg, is_train),
         image_format=cfg.INPUT.FORMAT,

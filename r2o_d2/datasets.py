@@ -23,20 +23,26 @@ DEMO_SPLITS = {
 
 
 def load_checked_coco_json(json_file: str, image_root: str, name: str) -> list[dict]:
-    """detectron2's COCO loader, plus a clear error when the json's images are not on disk."""
+    """detectron2's COCO loader, plus a clear error when the json's images are not on disk; notes in the metadata
+    how many instances are RLE and drops ``json_file`` when evaluation could not use it (no area/iscrowd)."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"dataset '{name}': annotation file {json_file} does not exist")
-    records = load_coco_json(json_file, image_root, name)
+    records = load_coco_json(json_file, image_root, name, extra_annotation_keys=["area"])
     missing = [r["file_name"] for r in records if not os.path.isfile(r["file_name"])]
     if missing:
         raise FileNotFoundError(
             f"dataset '{name}': {len(missing)} of {len(records)} images listed in {json_file} are missing "
             f"under {image_root}; the first is {missing[0]}. Check the IMAGE_DIR given for this dataset."
         )
-    rle = sum(
-        isinstance(a.get("segmentation"), dict) for r in records for a in r["annotations"] if not a.get("iscrowd", 0)
-    )
-    MetadataCatalog.get(name).set(rle_instances=rle)
+    annotations = [a for r in records for a in r["annotations"]]
+    meta = MetadataCatalog.get(name)
+    meta.set(rle_instances=sum(isinstance(a.get("segmentation"), dict) for a in annotations if not a.get("iscrowd")))
+    if meta.get("json_file") == json_file and any("area" not in a or "iscrowd" not in a for a in annotations):
+        # pycocotools' evaluation needs both in the ground truth: without json_file, detectron2's
+        # COCOEvaluator writes a complete COCO json from these records instead (areas computed, iscrowd 0).
+        # detectron2 loads a test set before it builds its evaluator, so this runs first.
+        logger.info("dataset '%s': annotations without 'area'/'iscrowd'; evaluation uses a completed copy", name)
+        delattr(meta, "json_file")
     return records
 
 

@@ -50,7 +50,7 @@ def overrides(**values: str) -> list[str]:
 def user_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp("user_coco")
     train_json, images = write_coco_polygons(root, "train", n_images=8, seed=0)
-    val_json, _ = write_coco_polygons(root, "val", n_images=3, seed=1)
+    val_json, _ = write_coco_polygons(root, "val", n_images=3, seed=1, minimal=True)
     return {"train": train_json, "val": val_json, "images": images, "root": root}
 
 

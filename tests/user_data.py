@@ -49,10 +49,11 @@ def _picture(rng: np.random.Generator, shapes, h: int, w: int, grayscale: bool) 
     return pil.convert("L") if grayscale else pil
 
 
-def write_coco_polygons(root: Path, split: str, n_images: int, seed: int) -> tuple[Path, Path]:
+def write_coco_polygons(root: Path, split: str, n_images: int, seed: int, minimal: bool = False) -> tuple[Path, Path]:
     """``root/{split}.json`` and ``root/images/``; images of this split live in ``images/{split}/part_k/``.
 
     Returns (json path, image root). Image 1 has no annotations; every third image is a grayscale JPEG.
+    ``minimal``: annotations without 'area' and 'iscrowd' (optional for training, as some exporters write).
     """
     rng = np.random.default_rng(seed)
     image_root = root / "images"
@@ -79,6 +80,8 @@ def write_coco_polygons(root: Path, split: str, n_images: int, seed: int) -> tup
                     "iscrowd": 0,
                 }
             )
+    if minimal:
+        annotations = [{k: v for k, v in a.items() if k not in ("area", "iscrowd")} for a in annotations]
     categories = [{"id": cid, "name": name, "supercategory": "thing"} for cid, name in CATEGORIES]
     path = root / f"{split}.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))

@@ -88,7 +88,7 @@ def write_coco_polygons(root: Path, split: str, n_images: int, seed: int, minima
     return path, image_root
 
 
-VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128] + [0] * (3 * 251) + [224, 224, 192]
+VOC_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128] + [0] * (3 * 250) + [224, 224, 192]
 
 
 def write_voc_palette_tree(root: Path, n_train: int = 6, n_val: int = 3, seed: int = 0) -> Path:

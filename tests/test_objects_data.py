@@ -88,6 +88,15 @@ def test_paste_masks_follow_alpha_and_later_objects_occlude():
     np.testing.assert_allclose(canvas[opaque], b[..., :3][b[..., 3] == 255])  # opaque pixels: the stamp's colour
 
 
+def test_mask_rule_fills_specks_but_keeps_large_holes():
+    alpha = np.zeros((30, 30), np.uint8)
+    alpha[2:28, 2:28] = 255
+    alpha[5, 5] = 100  # a speck of partial alpha: filled
+    alpha[10:20, 10:20] = 0  # a hole of 100 px (> 2 % of the area): kept
+    mask = objs.object_mask(alpha)
+    assert mask[5, 5] and not mask[10:20, 10:20].any() and mask.sum() == 26 * 26 - 100
+
+
 def test_scene_mask_is_exactly_the_thresholded_alpha(assets):
     stamps, bg = assets
     rgba = objs.load_stamp(stamps / "vehicles/s0.png")  # 44x40, symmetric: mirroring does not change it
@@ -97,7 +106,8 @@ def test_scene_mask_is_exactly_the_thresholded_alpha(assets):
     (ins,) = scene.instances
     assert ins.category == 7 and scene.stamps == ["s"]
     got = np.argwhere(ins.mask)
-    want = np.argwhere(rgba[..., 3] >= 128)
+    want = np.argwhere(objs.object_mask(rgba[..., 3]))
+    assert (objs.object_mask(rgba[..., 3]) == (rgba[..., 3] >= 128)).all()  # no holes in this stamp
     np.testing.assert_array_equal(got - got.min(0), want - want.min(0))
     multi = gen.scene(np.random.default_rng(4), ["s"], 4)
     masks = np.stack([i.mask for i in multi.instances])

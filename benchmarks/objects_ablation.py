@@ -145,6 +145,7 @@ class Scorer:
 
     def __init__(self, data: Path, p: Preset, device: torch.device) -> None:
         self.p, self.data, self.device = p, data, device
+        self.meta = json.loads((data / "objects.json").read_text())
         self.pairs = list_pairs(data / "val_single/images", data / "val_single/masks").pairs
         self.train = load_split(data / "train", "train", p.eval_size, p.probe_train)
         self.val = load_split(data / "val", "val", p.eval_size)
@@ -163,11 +164,13 @@ class Scorer:
 
 def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: Path) -> dict:
     path = results / f"{method}_s{seed}.json"
-    rec = (
-        json.loads(path.read_text())
-        if path.is_file()
-        else {"method": method, "seed": seed, "scores": {}, "seconds": {}}
-    )
+    data_meta = {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    if rec and (rec.get("data") != data_meta or rec.get("preset") != json.loads(json.dumps(asdict(p)))):
+        print(f"{path} was made with other data or another preset: moved to {path}.stale, run again", flush=True)
+        path.rename(path.with_suffix(".json.stale"))
+        rec = {}
+    rec = rec or {"method": method, "seed": seed, "data": data_meta, "scores": {}, "seconds": {}}
     wanted = ["unsup", "probe_c4", "probe_c5"] + (["fcn"] if scorer.p.fcn_iters else [])
     if all(k in rec["scores"] for k in wanted):
         print(f"{method} seed {seed}: done before ({path})", flush=True)
@@ -252,11 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     scorer = Scorer(data, p, device)
     colour_path = results / "colour.json"
-    if not colour_path.is_file():
-        colour_path.write_text(json.dumps(scorer.unsup(None)))
-    colour = json.loads(colour_path.read_text())
+    data_meta = {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}
+    colour = json.loads(colour_path.read_text()) if colour_path.is_file() else {}
+    if colour.get("data") != data_meta or colour.get("eval_size") != p.eval_size:
+        colour = {"data": data_meta, "eval_size": p.eval_size, **scorer.unsup(None)}
+        colour_path.write_text(json.dumps(colour, indent=1))
     records = [run(m, s, p, scorer, out, results) for m in a.methods for s in a.seeds]
-    meta = json.loads((data / "objects.json").read_text())
+    meta = scorer.meta
     note = (
         f"preset {name}: ResNet-18, {p.epochs} epochs x {meta['counts']['pretrain'] // p.batch} steps of {p.batch} "
         f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments), seeds {a.seeds}; scores at "

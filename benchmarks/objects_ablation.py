@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,8 +168,12 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
     data_meta = {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}
     rec = json.loads(path.read_text()) if path.is_file() else {}
     if rec and (rec.get("data") != data_meta or rec.get("preset") != json.loads(json.dumps(asdict(p)))):
-        print(f"{path} was made with other data or another preset: moved to {path}.stale, run again", flush=True)
+        print(f"{path} was made with other data or another preset: set aside as *.stale, run again", flush=True)
         path.rename(path.with_suffix(".json.stale"))
+        for d in (out / f"{method}_s{seed}", out / f"fcn_{method}_s{seed}"):  # its pretraining too
+            if d.is_dir():
+                shutil.rmtree(d.with_name(d.name + ".stale"), ignore_errors=True)
+                d.rename(d.with_name(d.name + ".stale"))
         rec = {}
     rec = rec or {"method": method, "seed": seed, "data": data_meta, "scores": {}, "seconds": {}}
     wanted = ["unsup", "probe_c4", "probe_c5"] + (["fcn"] if scorer.p.fcn_iters else [])

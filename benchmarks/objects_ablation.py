@@ -163,26 +163,53 @@ class Scorer:
             encoder.cpu()
 
 
+PRETRAIN_FIELDS = ("epochs", "batch", "view", "raw", "n_segments", "extra")
+SCORE_FIELDS = {  # the preset fields each score depends on (besides the pretraining)
+    "unsup": ("eval_size",),
+    "probe_c4": ("eval_size", "probe_train", "probe_steps"),
+    "probe_c5": ("eval_size", "probe_train", "probe_steps"),
+    "fcn": ("fcn_iters", "fcn_batch"),
+}
+
+
+def _set_aside(path: Path) -> None:
+    stale = path.with_name(path.name + ".stale")
+    shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    path.rename(stale)
+
+
 def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: Path) -> dict:
-    path = results / f"{method}_s{seed}.json"
-    data_meta = {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}
+    """Pretrain and score one (method, seed); resumes and skips what RESULTS already holds for the same
+    data and settings, and sets aside (*.stale) what was made with other data or pretraining settings."""
+    path, run_dir = results / f"{method}_s{seed}.json", out / f"{method}_s{seed}"
+    settings = json.loads(json.dumps(asdict(p)))
+    pretrain_stamp = {"data": {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}}
+    pretrain_stamp.update({k: settings[k] for k in PRETRAIN_FIELDS})
+    score_settings = {key: {k: settings[k] for k in fields} for key, fields in SCORE_FIELDS.items()}
     rec = json.loads(path.read_text()) if path.is_file() else {}
-    if rec and (rec.get("data") != data_meta or rec.get("preset") != json.loads(json.dumps(asdict(p)))):
-        print(f"{path} was made with other data or another preset: set aside as *.stale, run again", flush=True)
-        path.rename(path.with_suffix(".json.stale"))
-        for d in (out / f"{method}_s{seed}", out / f"fcn_{method}_s{seed}"):  # its pretraining too
-            if d.is_dir():
-                shutil.rmtree(d.with_name(d.name + ".stale"), ignore_errors=True)
-                d.rename(d.with_name(d.name + ".stale"))
+    stamp_file = run_dir / "benchmark_stamp.json"
+    old_stamp = json.loads(stamp_file.read_text()) if stamp_file.is_file() else None
+    if (rec and rec.get("pretrain_stamp") != pretrain_stamp) or (old_stamp and old_stamp != pretrain_stamp):
+        print(f"{method} seed {seed}: made with other data or pretraining settings: set aside as *.stale", flush=True)
+        for old in (path, run_dir):
+            if old.exists():
+                _set_aside(old)
         rec = {}
-    rec = rec or {"method": method, "seed": seed, "data": data_meta, "scores": {}, "seconds": {}}
+    rec = rec or {"method": method, "seed": seed, "pretrain_stamp": pretrain_stamp, "scores": {}, "seconds": {}}
     wanted = ["unsup", "probe_c4", "probe_c5"] + (["fcn"] if scorer.p.fcn_iters else [])
+    used = rec.setdefault("score_settings", {})
+    for key in wanted:  # a score made with other scoring settings is made again (the pretraining is kept)
+        if key in rec["scores"] and used.get(key) != score_settings[key]:
+            for stale in (key, "unsup_oracle") if key == "unsup" else (key,):
+                rec["scores"].pop(stale, None)
+    if method != "random":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps(pretrain_stamp, indent=1))
     if all(k in rec["scores"] for k in wanted):
         print(f"{method} seed {seed}: done before ({path})", flush=True)
         return rec
 
     def save() -> None:
-        rec["preset"] = asdict(p)
         path.write_text(json.dumps(rec, indent=1))
 
     t = time.time()
@@ -203,6 +230,7 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
             t = time.time()
             value = fn()
             rec["scores"].update(value if isinstance(value, dict) else {key: value})
+            used[key] = score_settings[key]
             rec["seconds"][key] = round(time.time() - t, 1)
             save()
     scores = ", ".join(f"{k} {v:.2f}" for k, v in rec["scores"].items())

@@ -44,7 +44,12 @@ from ablation_demo import load_split, probe_miou  # noqa: E402
 from common import table  # noqa: E402
 
 from r2o_pretrain.config import load_config  # noqa: E402
-from r2o_pretrain.data.object_scenes import CLASSES, objects_dataset_ready, write_objects_dataset  # noqa: E402
+from r2o_pretrain.data.object_scenes import (  # noqa: E402
+    CLASSES,
+    AssetsError,
+    objects_dataset_ready,
+    write_objects_dataset,
+)
 from r2o_pretrain.engine.trainer import train  # noqa: E402
 from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs  # noqa: E402
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
@@ -280,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.smoke:
         data = out / "data"
         if not objects_dataset_ready(data):
-            write_objects_dataset(data, a.assets, workers=2, **SMOKE_DATA)
+            try:
+                write_objects_dataset(data, a.assets, workers=2, **SMOKE_DATA)
+            except AssetsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
     elif not objects_dataset_ready(data):
         print(f"error: no object dataset in {data}: run python tools/make_objects_data.py {data}", file=sys.stderr)
         return 2

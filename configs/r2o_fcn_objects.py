@@ -34,7 +34,22 @@ metainfo = dict(
         "space",
         "festive",
     ),
-    palette=[[(i * 37) % 256, (i * 91) % 256, (i * 153) % 256] for i in range(num_classes)],
+    palette=[
+        [0, 0, 0],
+        [37, 91, 153],
+        [74, 182, 50],
+        [111, 17, 203],
+        [148, 108, 100],
+        [185, 199, 253],
+        [222, 34, 150],
+        [3, 125, 47],
+        [40, 216, 200],
+        [77, 51, 97],
+        [114, 142, 250],
+        [151, 233, 147],
+        [188, 68, 44],
+        [225, 159, 197],
+    ],
 )
 objects = dict(type="BaseSegDataset", data_root=data_root, metainfo=metainfo, img_suffix=".jpg", seg_map_suffix=".png")
 train_pipeline = [

@@ -37,8 +37,11 @@ from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs  # noqa: E402
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
 
 
-def _load_split(voc: Path, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(voc: Path, split: str, size: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """VOC layout ``voc/{JPEGImages,SegmentationClass,ImageSets/Segmentation/SPLIT.txt}`` → (normalised
+    float[N,3,S,S], labels int64[N,S/4,S/4] nearest-resized); ``limit`` > 0 keeps the first N images."""
     names = (voc / "ImageSets/Segmentation" / f"{split}.txt").read_text().split()
+    names = names[:limit] if limit > 0 else names
     imgs, labels = [], []
     for n in names:
         rgb = np.asarray(Image.open(voc / "JPEGImages" / f"{n}.jpg").convert("RGB").resize((size, size), Image.BICUBIC))
@@ -53,16 +56,25 @@ def _load_split(voc: Path, split: str, size: int) -> tuple[torch.Tensor, torch.T
 
 
 @torch.no_grad()
-def _features(encoder: ResNetEncoder, x: torch.Tensor) -> torch.Tensor:
+def _features(encoder: ResNetEncoder, x: torch.Tensor, layer: str = "c4") -> torch.Tensor:
     encoder.eval()
-    return torch.cat([encoder.forward_c4(x[i : i + 32]) for i in range(0, len(x), 32)])
+    device = next(encoder.parameters()).device
+    fn = encoder.forward_c4 if layer == "c4" else (lambda b: encoder(b)[1])
+    return torch.cat([fn(x[i : i + 32].to(device)).float().cpu() for i in range(0, len(x), 32)])
 
 
-def linear_probe_miou(encoder: ResNetEncoder, voc: Path, size: int = 192, classes: int = 5, steps: int = 300) -> float:
-    """mIoU of a 1x1-conv classifier on frozen c4 features (logits upsampled to the label map)."""
-    xt, yt = _load_split(voc, "train", size)
-    xv, yv = _load_split(voc, "val", size)
-    ft, fv = _features(encoder, xt), _features(encoder, xv)
+def probe_miou(
+    encoder: ResNetEncoder,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    classes: int,
+    steps: int = 300,
+    layer: str = "c4",
+) -> float:
+    """mIoU on ``val`` of a 1x1-conv classifier trained on frozen ``layer`` (c4 | c5) features of ``train``
+    (full batch, Adam; logits upsampled to the label map; label 255 ignored)."""
+    (xt, yt), (xv, yv) = train, val
+    ft, fv = _features(encoder, xt, layer), _features(encoder, xv, layer)
     mean, std = ft.mean((0, 2, 3), keepdim=True), ft.std((0, 2, 3), keepdim=True) + 1e-6
     ft, fv = (ft - mean) / std, (fv - mean) / std
     torch.manual_seed(0)
@@ -84,6 +96,11 @@ def linear_probe_miou(encoder: ResNetEncoder, voc: Path, size: int = 192, classe
         if union:
             ious.append((p & g).sum().item() / union)
     return float(np.mean(ious))
+
+
+def linear_probe_miou(encoder: ResNetEncoder, voc: Path, size: int = 192, classes: int = 5, steps: int = 300) -> float:
+    """mIoU of a 1x1-conv classifier on frozen c4 features (logits upsampled to the label map)."""
+    return probe_miou(encoder, load_split(voc, "train", size), load_split(voc, "val", size), classes, steps)
 
 
 def score(encoder: ResNetEncoder, demo: Path, size: int) -> tuple[float, float]:

@@ -4,7 +4,8 @@
 Per image: SLIC superpixels, the encoder's c4 features pooled per superpixel, k-means with K=2; the
 foreground is the cluster touching the image border least (the oracle picks the better of the two
 assignments against the ground truth, an upper bound). Prints fg IoU and mIoU (mean of fg and bg IoU,
-averaged over images) for the checkpoint and for a randomly initialised encoder of the same depth,
+averaged over images) for the checkpoint, for a randomly initialised encoder of the same depth and for
+the colour-only baseline (the same k-means on each superpixel's mean Lab colour; --no-colour skips it),
 measured in the same run. The last line is `mIoU <value>` of the checkpoint with the fg rule.
 
 Layouts:
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["test", "train", "all"], default="test", help="CUB split (default test)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline encoder")
+    p.add_argument("--no-colour", action="store_true", help="skip the colour-only (mean Lab per superpixel) row")
     a = p.parse_args(argv)
     try:
         encoder = load_encoder(a.checkpoint, a.encoder)
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(a.seed)
     baseline = ResNetEncoder(encoder.depth)
     rows = []
-    for name, net in (("checkpoint", encoder), ("random init", baseline)):
+    nets = [("checkpoint", encoder), ("random init", baseline)] + ([] if a.no_colour else [("colour (Lab)", None)])
+    for name, net in nets:
         res = evaluate(net, pairs, a.size, a.n_segments, progress=lambda xs, n=name: tqdm(xs, desc=n, leave=False))
         for problem in res.skipped if name == "checkpoint" else []:
             print(f"warning: skipped: {problem}", file=sys.stderr)

@@ -15,32 +15,29 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage import data as skdata
 from skimage.draw import ellipse, polygon
-from skimage.segmentation import find_boundaries
 from skimage.transform import resize
+
+from .scene_export import (  # noqa: F401  (Instance, class_map, rle_encode: re-exported for old imports)
+    Instance,
+    Scene,
+    class_map,
+    coco_instances,
+    rle_encode,
+    save_class_png,
+    save_fg_mask,
+    voc_palette,
+)
 
 CLASSES = ("disc", "box", "star", "triangle")
 _TEXTURES = {"disc": "coffee", "box": "astronaut", "star": "chelsea", "triangle": "rocket"}
 _BACKGROUNDS = ("grass", "gravel", "brick", "moon", "hubble_deep_field")
 VERSION = 1
-
-
-@dataclass
-class Instance:
-    category: int  # 1-based class id
-    mask: np.ndarray  # bool[H,W], visible part
-
-
-@dataclass
-class Scene:
-    image: np.ndarray  # uint8[H,W,3]
-    instances: list[Instance]
 
 
 def _rgb(name: str) -> np.ndarray:
@@ -106,70 +103,8 @@ class SceneGenerator:
         return Scene(image, instances[::-1])
 
 
-def rle_encode(mask: np.ndarray) -> dict:
-    """bool[H,W] → COCO uncompressed RLE (column-major runs, starting with a run of zeros)."""
-    flat = np.asfortranarray(mask).reshape(-1, order="F").astype(np.uint8)
-    change = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0] == 1:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
-
-
-def _bbox(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-
-
-def class_map(scene: Scene, border: int = 1) -> np.ndarray:
-    """uint8[H,W]: 0 background, class ids on objects, 255 on a band around object borders (VOC style)."""
-    out = np.zeros(scene.image.shape[:2], dtype=np.uint8)
-    inst = np.zeros(scene.image.shape[:2], dtype=np.int32)
-    for i, ins in enumerate(scene.instances, 1):
-        out[ins.mask] = ins.category
-        inst[ins.mask] = i
-    band = find_boundaries(inst, mode="thick")
-    for _ in range(border - 1):
-        band = find_boundaries(band.astype(np.int32), mode="thick") | band
-    out[band] = 255
-    return out
-
-
-def voc_palette() -> list[int]:
-    """PASCAL VOC's colour map (256 entries, flattened RGB)."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
-
-
 def _coco(scenes: list[Scene], names: list[str]) -> dict:
-    images, annotations = [], []
-    for img_id, (scene, name) in enumerate(zip(scenes, names), 1):
-        h, w = scene.image.shape[:2]
-        images.append({"id": img_id, "file_name": name, "height": h, "width": w})
-        for ins in scene.instances:
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": img_id,
-                    "category_id": ins.category,
-                    "segmentation": rle_encode(ins.mask),
-                    "area": float(ins.mask.sum()),
-                    "bbox": _bbox(ins.mask),
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    return coco_instances(scenes, names, CLASSES, "shape")
 
 
 def write_demo_dataset(
@@ -195,15 +130,13 @@ def write_demo_dataset(
         for scene, name in zip(scenes, names):
             Image.fromarray(scene.image).save(out / folder / name, quality=92)
             Image.fromarray(scene.image).save(voc / "JPEGImages" / name, quality=92)
-            seg = Image.fromarray(class_map(scene), mode="P")
-            seg.putpalette(pal)
-            seg.save(voc / "SegmentationClass" / name.replace(".jpg", ".png"))
+            save_class_png(scene, voc / "SegmentationClass" / name.replace(".jpg", ".png"), pal)
         (out / f"instances_{split}.json").write_text(json.dumps(_coco(scenes, names)))
         (voc / "ImageSets/Segmentation" / f"{split}.txt").write_text("".join(n[:-4] + "\n" for n in names))
     for i, scene in enumerate(fg):
         Image.fromarray(scene.image).save(out / "fg_masks/images" / f"fg_{i:04d}.jpg", quality=92)
         mask = scene.instances[0].mask if scene.instances else np.zeros(scene.image.shape[:2], bool)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(out / "fg_masks/masks" / f"fg_{i:04d}.png")
+        save_fg_mask(mask, out / "fg_masks/masks" / f"fg_{i:04d}.png")
     meta = {"version": VERSION, "n_train": n_train, "n_val": n_val, "n_fg": n_fg, "size": size, "seed": seed,
             "classes": list(CLASSES)}
     (out / "demo.json").write_text(json.dumps(meta, indent=1))

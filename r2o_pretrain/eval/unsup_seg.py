@@ -4,7 +4,8 @@ For each image: resize to S×S, SLIC superpixels, the encoder's layer3 (c4) map 
 k-means with K=2 over that image's superpixels (the region refiner with K=2, no training). The
 foreground is the cluster that touches the image border least (the fraction of border pixels it
 covers; ties go to the smaller cluster). The oracle instead picks whichever assignment matches the
-ground truth better, an upper bound for the fg rule.
+ground truth better, an upper bound for the fg rule. The colour-only baseline (``encoder=None``) runs the
+same k-means (K=2) on each superpixel's mean CIE Lab colour (Euclidean) instead of encoder features.
 
 Scores: per image, IoU of the foreground and IoU of the background; a dataset's fg IoU is the mean over
 images, and its mIoU the mean of fg and bg IoU (as in the literature).
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from skimage.color import rgb2lab
 
 from ..data.superpixels import slic_labels
 from ..data.views import IMAGENET_MEAN, IMAGENET_STD
@@ -175,6 +177,24 @@ def two_way_labels(encoder: ResNetEncoder, x: torch.Tensor, superpixels: np.ndar
     return cluster_of[0][sp[0]].numpy()
 
 
+@torch.no_grad()
+def colour_two_way_labels(x: torch.Tensor, superpixels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """float[3,S,S] (normalised) + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over the
+    superpixels' mean CIE Lab colours, the colour-only baseline."""
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    rgb = (x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    lab = torch.from_numpy(rgb2lab(rgb)).float().reshape(-1, 3)
+    sp = torch.from_numpy(superpixels).reshape(-1)
+    n = int(sp.max()) + 1
+    counts = torch.bincount(sp, minlength=n)
+    valid = counts > 0
+    feats = torch.zeros(n, 3).index_add_(0, sp, lab)[valid] / counts[valid, None]
+    assign, _ = kmeans(feats, 2, iters=20, generator=torch.Generator().manual_seed(seed))
+    cluster_of = torch.zeros(n, dtype=torch.long)
+    cluster_of[valid] = assign
+    return cluster_of[sp].reshape(superpixels.shape).numpy()
+
+
 @dataclass
 class EvalResult:
     rule: Scores
@@ -183,9 +203,11 @@ class EvalResult:
 
 
 def evaluate(
-    encoder: ResNetEncoder, pairs: Iterable[Pair], size: int = 224, n_segments: int = 100, progress=None
+    encoder: ResNetEncoder | None, pairs: Iterable[Pair], size: int = 224, n_segments: int = 100, progress=None
 ) -> EvalResult:
-    encoder.eval()
+    """Scores of ``encoder``'s features, or of the colour-only baseline when ``encoder`` is None."""
+    if encoder is not None:
+        encoder.eval()
     rule, oracle, skipped = Scores(), Scores(), []
     for pair in progress(list(pairs)) if progress else pairs:
         try:
@@ -193,7 +215,7 @@ def evaluate(
         except EvalDataError as exc:
             skipped.append(str(exc))
             continue
-        labels = two_way_labels(encoder, x, sp)
+        labels = two_way_labels(encoder, x, sp) if encoder is not None else colour_two_way_labels(x, sp)
         rule.add(choose_foreground(labels), gt)
         oracle.add(oracle_foreground(labels, gt), gt)
     return EvalResult(rule, oracle, skipped)

@@ -1,0 +1,320 @@
+#!/usr/bin/env python
+"""Real-photo object benchmark: r2o vs detcon vs byol (same budget, seeds and optimiser) and random init.
+
+Pretraining: configs/pretrain/demo.yaml's recipe (ResNet-18, LARS, base lr 0.3, cosine K 32 → 4) on
+DATA/pretrain/images (tools/make_objects_data.py), views 96 px, raw view 112 px, 50 SLIC segments;
+the preset sets epochs and batch. Scores per run (the random-init row: an untrained ResNet-18 per seed):
+  (a) unsup:     unsupervised foreground mIoU on DATA/val_single (r2o_pretrain.eval.unsup_seg, fg rule,
+                 128 px, 50 segments); the colour-only baseline (mean Lab per superpixel) is scored once;
+  (b) probe_c4 / probe_c5: mIoU (14 classes) of a frozen linear per-pixel probe on c4 / c5 features,
+                 trained on DATA/train, scored on DATA/val (128 px; benchmarks/ablation_demo.probe_miou);
+  (c) fcn:       mIoU of `mim train mmseg configs/r2o_fcn_objects.py` (ResNet-18 FCN, short schedule);
+  (d) Mask R-CNN is not run here (optional in the issue; tools/train_net.py --coco-dataset reads DATA/train).
+Every (method, seed) writes RESULTS/<method>_s<seed>.json as its scores come in; a rerun skips finished
+runs and scores (and resumes a killed pretraining from its last checkpoint). The table: mean ± std over seeds.
+
+  python tools/make_objects_data.py /work/data_objects               # once
+  python benchmarks/objects_ablation.py [--preset cpu|gpu] [--data /work/data_objects] [--seeds 0 1]
+  python benchmarks/objects_ablation.py --smoke                       # everything, tiny budget, own tiny data
+
+Presets: cpu (2 cores, <= 2.5 h: 3 epochs x 625 steps of 16, bf16), gpu (one H100, <= 8 min: (a)+(b) only, no
+mmseg there), smoke (a few minutes; results under --out, not benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+from ablation_demo import load_split, probe_miou  # noqa: E402
+from common import table  # noqa: E402
+
+from r2o_pretrain.config import load_config  # noqa: E402
+from r2o_pretrain.data.object_scenes import (  # noqa: E402
+    CLASSES,
+    AssetsError,
+    objects_dataset_ready,
+    write_objects_dataset,
+)
+from r2o_pretrain.engine.trainer import train  # noqa: E402
+from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs  # noqa: E402
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
+
+METHODS = ("r2o", "detcon", "byol")
+NUM_CLASSES = 1 + len(CLASSES)
+DEFAULT_ASSETS = Path(os.environ.get("R2O_CACHE_DIR", Path.home() / ".cache/r2o")) / "assets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    epochs: int
+    batch: int
+    loader_workers: int
+    probe_train: int  # train scenes for the probe (0: all)
+    probe_steps: int
+    fcn_iters: int  # 0: no mmseg fine-tune
+    fcn_batch: int
+    view: int = 96
+    raw: int = 112
+    n_segments: int = 50
+    eval_size: int = 128
+    extra: tuple[str, ...] = ()  # further pretraining overrides
+
+
+PRESETS = {
+    # 10,000 scenes / 16 = 625 steps per epoch; 3 epochs = 1,875 steps per run, bf16 autocast + channels_last
+    # (README Performance: ~0.35 s per step on 2 idle cores). Estimate for the whole run in README.
+    "cpu": Preset(
+        epochs=3,
+        batch=16,
+        loader_workers=2,
+        probe_train=1000,
+        probe_steps=300,
+        fcn_iters=300,
+        fcn_batch=8,
+        extra=("train.amp=bf16", "train.channels_last=true"),
+    ),
+    # one H100: batch 128, 5 epochs = 390 steps per run (50,000 images); (a) + (b) only: no mmseg there
+    "gpu": Preset(
+        epochs=5,
+        batch=128,
+        loader_workers=12,
+        probe_train=0,
+        probe_steps=300,
+        fcn_iters=0,
+        fcn_batch=8,
+        extra=("train.amp=bf16", "train.channels_last=true"),
+    ),
+    "smoke": Preset(
+        epochs=1, batch=8, loader_workers=0, probe_train=0, probe_steps=10, fcn_iters=2, fcn_batch=2, eval_size=64
+    ),
+}
+SMOKE_DATA = dict(size=96, num_pretrain=16, num_train=8, num_val=4, num_val_single=4)
+
+
+def pretrain(method: str, seed: int, p: Preset, data: Path, out: Path) -> Path:
+    """Pretrain (resuming a killed run) and return the checkpoint."""
+    cfg = load_config(
+        ROOT / "configs/pretrain/demo.yaml",
+        [
+            f"model.method={method}",
+            f"train.seed={seed}",
+            f"train.epochs={p.epochs}",
+            f"train.batch_size={p.batch}",
+            f"train.output_dir={out / f'{method}_s{seed}'}",
+            "train.regions_png=false",
+            "data.demo=false",
+            f"data.root={data / 'pretrain/images'}",
+            f"data.view_size={p.view}",
+            f"data.raw_size={p.raw}",
+            f"data.n_segments={p.n_segments}",
+            f"data.num_workers={p.loader_workers}",
+            f"data.superpixel_cache={out / 'superpixel_cache'}",
+            *p.extra,
+        ],
+    )
+    return Path(train(cfg, resume="auto").checkpoint)
+
+
+def fcn_miou(checkpoint: Path | None, seed: int, p: Preset, data: Path, work: Path) -> float:
+    """mIoU (%) of `mim train mmseg configs/r2o_fcn_objects.py` from ``checkpoint`` (None: random init)."""
+    cmd = [sys.executable, "-m", "mim", "train", "mmseg", "configs/r2o_fcn_objects.py", "--work-dir", str(work)]
+    cmd += ["--gpus", "0", "--cfg-options", f"randomness.seed={seed}", f"train_cfg.max_iters={p.fcn_iters}"]
+    cmd += [f"train_cfg.val_interval={p.fcn_iters}", f"train_dataloader.batch_size={p.fcn_batch}"]
+    cmd += [f"param_scheduler.0.end={p.fcn_iters}", f"default_hooks.checkpoint.interval={p.fcn_iters}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "R2O_DATA_ROOT": str(data)}
+    env["R2O_CHECKPOINT"] = str(checkpoint) if checkpoint else "none"
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    found = re.findall(r"mIoU: ([\d.]+)", r.stdout + r.stderr)
+    if r.returncode != 0 or not found:
+        tail = (r.stdout + r.stderr)[-3000:]
+        raise RuntimeError(f"mim train mmseg failed (exit {r.returncode}, work dir {work}):\n{tail}")
+    return float(found[-1])
+
+
+class Scorer:
+    """Holds the evaluation data once for all runs."""
+
+    def __init__(self, data: Path, p: Preset, device: torch.device) -> None:
+        self.p, self.data, self.device = p, data, device
+        self.meta = json.loads((data / "objects.json").read_text())
+        self.pairs = list_pairs(data / "val_single/images", data / "val_single/masks").pairs
+        self.train = load_split(data / "train", "train", p.eval_size, p.probe_train)
+        self.val = load_split(data / "val", "val", p.eval_size)
+
+    def unsup(self, encoder: ResNetEncoder | None) -> dict:
+        res = evaluate(encoder.cpu() if encoder is not None else None, self.pairs, self.p.eval_size, self.p.n_segments)
+        return {"unsup": 100 * res.rule.miou, "unsup_oracle": 100 * res.oracle.miou}
+
+    def probe(self, encoder: ResNetEncoder, layer: str) -> float:
+        enc = encoder.to(self.device)
+        try:
+            return 100 * probe_miou(enc, self.train, self.val, NUM_CLASSES, self.p.probe_steps, layer)
+        finally:
+            encoder.cpu()
+
+
+PRETRAIN_FIELDS = ("epochs", "batch", "view", "raw", "n_segments", "extra")
+SCORE_FIELDS = {  # the preset fields each score depends on (besides the pretraining)
+    "unsup": ("eval_size",),
+    "probe_c4": ("eval_size", "probe_train", "probe_steps"),
+    "probe_c5": ("eval_size", "probe_train", "probe_steps"),
+    "fcn": ("fcn_iters", "fcn_batch"),
+}
+
+
+def _set_aside(path: Path) -> None:
+    stale = path.with_name(path.name + ".stale")
+    shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    path.rename(stale)
+
+
+def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: Path) -> dict:
+    """Pretrain and score one (method, seed); resumes and skips what RESULTS already holds for the same
+    data and settings, and sets aside (*.stale) what was made with other data or pretraining settings."""
+    path, run_dir = results / f"{method}_s{seed}.json", out / f"{method}_s{seed}"
+    settings = json.loads(json.dumps(asdict(p)))
+    pretrain_stamp = {"data": {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}}
+    pretrain_stamp.update({k: settings[k] for k in PRETRAIN_FIELDS})
+    score_settings = {key: {k: settings[k] for k in fields} for key, fields in SCORE_FIELDS.items()}
+    rec = json.loads(path.read_text()) if path.is_file() else {}
+    stamp_file = run_dir / "benchmark_stamp.json"
+    old_stamp = json.loads(stamp_file.read_text()) if stamp_file.is_file() else None
+    if (rec and rec.get("pretrain_stamp") != pretrain_stamp) or (old_stamp and old_stamp != pretrain_stamp):
+        print(f"{method} seed {seed}: made with other data or pretraining settings: set aside as *.stale", flush=True)
+        for old in (path, run_dir):
+            if old.exists():
+                _set_aside(old)
+        rec = {}
+    rec = rec or {"method": method, "seed": seed, "pretrain_stamp": pretrain_stamp, "scores": {}, "seconds": {}}
+    wanted = ["unsup", "probe_c4", "probe_c5"] + (["fcn"] if scorer.p.fcn_iters else [])
+    used = rec.setdefault("score_settings", {})
+    for key in wanted:  # a score made with other scoring settings is made again (the pretraining is kept)
+        if key in rec["scores"] and used.get(key) != score_settings[key]:
+            for stale in (key, "unsup_oracle") if key == "unsup" else (key,):
+                rec["scores"].pop(stale, None)
+    if method != "random":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps(pretrain_stamp, indent=1))
+    if all(k in rec["scores"] for k in wanted):
+        print(f"{method} seed {seed}: done before ({path})", flush=True)
+        return rec
+
+    def save() -> None:
+        path.write_text(json.dumps(rec, indent=1))
+
+    t = time.time()
+    if method == "random":
+        torch.manual_seed(seed)
+        encoder, checkpoint = ResNetEncoder(18), None
+    else:
+        checkpoint = pretrain(method, seed, p, scorer.data, out)
+        encoder = load_encoder(str(checkpoint))
+        rec["seconds"].setdefault("pretrain", round(time.time() - t, 1))
+    for key, fn in (
+        ("unsup", lambda: scorer.unsup(encoder)),
+        ("probe_c4", lambda: scorer.probe(encoder, "c4")),
+        ("probe_c5", lambda: scorer.probe(encoder, "c5")),
+        ("fcn", lambda: fcn_miou(checkpoint, seed, p, scorer.data, out / f"fcn_{method}_s{seed}")),
+    ):
+        if key in wanted and key not in rec["scores"]:
+            t = time.time()
+            value = fn()
+            rec["scores"].update(value if isinstance(value, dict) else {key: value})
+            used[key] = score_settings[key]
+            rec["seconds"][key] = round(time.time() - t, 1)
+            save()
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in rec["scores"].items())
+    print(f"{method} seed {seed}: {scores} ({rec['seconds']})", flush=True)
+    return rec
+
+
+def summary(records: list[dict], colour: dict, note: str) -> str:
+    def fmt(values: list[float]) -> str:
+        if not values:
+            return "-"
+        m = statistics.mean(values)
+        return f"{m:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
+
+    keys = ["unsup", "probe_c4", "probe_c5", "fcn"]
+    rows = []
+    for method in (*METHODS, "random"):
+        recs = [r for r in records if r["method"] == method]
+        if recs:
+            name = "random init" if method == "random" else method
+            rows.append(
+                [name, str(len(recs)), *[fmt([r["scores"][k] for r in recs if k in r["scores"]]) for k in keys]]
+            )
+    rows.append(["colour (Lab)", "-", f"{colour['unsup']:.2f}", "-", "-", "-"])
+    head = ["method", "seeds", "(a) unsup. fg mIoU", "(b) probe c4 mIoU", "(b) probe c5 mIoU", "(c) FCN mIoU"]
+    return table(rows, head) + "\n\n" + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--smoke", action="store_true", help="tiny budget and tiny data of its own, a few minutes")
+    ap.add_argument("--data", default="/work/data_objects", help="tools/make_objects_data.py's output")
+    ap.add_argument("--assets", default=str(DEFAULT_ASSETS), help="assets for --smoke's own data")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--methods", nargs="+", default=[*METHODS, "random"], choices=[*METHODS, "random"])
+    ap.add_argument("--no-fcn", action="store_true", help="skip (c), the mmseg fine-tune (no mmseg installed)")
+    ap.add_argument("--out", default=None, help="runs (default runs/objects_<preset>)")
+    ap.add_argument("--results", default=None, help="JSON per run (default benchmarks/results/objects_<preset>)")
+    a = ap.parse_args(argv)
+    name = "smoke" if a.smoke else a.preset
+    p = PRESETS[name] if not a.no_fcn else replace(PRESETS[name], fcn_iters=0)
+    out = Path(a.out or f"runs/objects_{name}")
+    results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
+    results.mkdir(parents=True, exist_ok=True)
+    data = Path(a.data)
+    if a.smoke:
+        data = out / "data"
+        if not objects_dataset_ready(data):
+            try:
+                write_objects_dataset(data, a.assets, workers=2, **SMOKE_DATA)
+            except AssetsError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+    elif not objects_dataset_ready(data):
+        print(f"error: no object dataset in {data}: run python tools/make_objects_data.py {data}", file=sys.stderr)
+        return 2
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.time()
+    scorer = Scorer(data, p, device)
+    colour_path = results / "colour.json"
+    data_meta = {k: scorer.meta[k] for k in ("version", "size", "seed", "counts")}
+    colour = json.loads(colour_path.read_text()) if colour_path.is_file() else {}
+    if colour.get("data") != data_meta or colour.get("eval_size") != p.eval_size:
+        colour = {"data": data_meta, "eval_size": p.eval_size, **scorer.unsup(None)}
+        colour_path.write_text(json.dumps(colour, indent=1))
+    records = [run(m, s, p, scorer, out, results) for m in a.methods for s in a.seeds]
+    meta = scorer.meta
+    note = (
+        f"preset {name}: ResNet-18, {p.epochs} epochs x {meta['counts']['pretrain'] // p.batch} steps of {p.batch} "
+        f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments), seeds {a.seeds}; scores at "
+        f"{p.eval_size} px on {len(scorer.pairs)} val_single / {len(scorer.train[0])} probe-train / "
+        f"{len(scorer.val[0])} val scenes; FCN {p.fcn_iters} iterations; {time.time() - t0:.0f} s this invocation"
+    )
+    text = summary(records, colour, note)
+    print(text)
+    (results / "summary.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

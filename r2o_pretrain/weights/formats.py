@@ -5,16 +5,17 @@ Formats (detected from the contents, not the file name):
   r2o-official      the authors' checkpoints: [module.]{online,target}_network.encoder.{0,1,4-7}.*
   torchvision       a plain torchvision ResNet state dict (our export, or torchvision's own; fc dropped)
   mmengine          {"state_dict": ...} / {"model": ...} wrappers, with or without a ``backbone.`` prefix
-  detectron2        {"model": {d2 key: array}} pickles (only with allow_pickle: they need full pickle)
-Files are read with ``torch.load(weights_only=True)``; a file that needs full unpickling is refused
-unless the caller explicitly allows it.
+  detectron2        {"model": {d2 key: array}, "__author__": ...} pickles of torchvision layout (our
+                    converter's output, the model zoo's torchvision-converted R-50.pkl); Caffe2/MSRA
+                    ones are refused (see ``refuse_caffe2``)
+Files are read by ``files.read_weights_file``: weights only, never code, unless the caller explicitly
+allows full unpickling.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,10 @@ import torch
 import torchvision
 
 from ..engine.checkpoint import FORMAT as PRETRAIN_FORMAT
+from .errors import ConversionError
+from .files import read_weights_file
 from .report import compare_state
 from .resnet_keys import detectron2_to_torchvision, infer_depth, official_to_torchvision
-
-
-class ConversionError(RuntimeError):
-    """The file cannot be read as ResNet weights; the message names it and says what to do."""
 
 
 @dataclass
@@ -41,33 +40,26 @@ class ResNetWeights:
     notes: list[str] = field(default_factory=list)
 
 
-def _load_file(path: Path, allow_pickle: bool) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4" on foreign pickles
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not allow_pickle:
-            raise ConversionError(
-                f"{path} needs full unpickling, which can run arbitrary code, so it was not loaded "
-                f"({str(exc).splitlines()[0][:200]}). If you trust this file, pass --allow-pickle "
-                "(allow_pickle=True)."
-            ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if not allow_pickle:
-            raise ConversionError(
-                f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                "it may be truncated or of another kind"
-            ) from exc
-    # explicit opt-in only: torch's full loader, then plain pickle (detectron2 .pkl files)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-        except Exception as exc:
-            raise ConversionError(f"{path} cannot be read as a checkpoint or pickle: {exc}") from exc
+# Caffe2 (Detectron / MSRA) ResNet names: conv1_w, res_conv1_bn_s, res2_0_branch2a_w, res2_0_branch1_bn_b
+_CAFFE2_KEY = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res\d+_\d+_branch\d[a-c]?_(w|b|bn_[sb]))$")
+
+
+def refuse_caffe2(obj: dict, path: Path) -> None:
+    """Raise for Caffe2-named MSRA/Detectron ResNets: they are another network, not a renamed one."""
+    model = obj.get("blobs", obj.get("model", obj))
+    names = [k for k in model if isinstance(k, str)] if isinstance(model, dict) else []
+    caffe2_names = [k for k in names if _CAFFE2_KEY.match(k)]
+    if obj.get("__author__") != "Caffe2" and "blobs" not in obj and not caffe2_names:
+        return
+    example = f" (e.g. '{caffe2_names[0]}')" if caffe2_names else ""
+    raise ConversionError(
+        f"{path} is a Caffe2/MSRA ResNet in detectron2's Caffe2 naming{example}: its BatchNorm is folded into a "
+        "fixed per-channel scale and bias (no running statistics), its bottlenecks stride in the 1x1 conv, and "
+        "it expects BGR 0-255 input. The R2O backbone is torchvision's ResNet (stride in the 3x3, RGB with "
+        "torchvision's mean/std), so these weights cannot be converted into it. Use a torchvision-layout file "
+        "instead (a torchvision state dict, or detectron2's torchvision-converted R-50.pkl), or detectron2's "
+        "own ResNet configs (STRIDE_IN_1X1: True, BGR) for the MSRA weights."
+    )
 
 
 def _as_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -92,6 +84,7 @@ def _extract(obj: Any, encoder: str, path: Path) -> tuple[dict[str, torch.Tensor
     notes: list[str] = []
     if not isinstance(obj, dict):
         raise ConversionError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+    refuse_caffe2(obj, path)
     if obj.get("format") == PRETRAIN_FORMAT:
         model = _as_tensors(obj.get("model", {}))
         state = _strip(model, f"{encoder}_encoder.")
@@ -121,7 +114,9 @@ def _extract(obj: Any, encoder: str, path: Path) -> tuple[dict[str, torch.Tensor
             notes.append(f"took the '{prefix}' entries")
             break
     if _has_prefix(state, "stem.conv1."):
-        state = {detectron2_to_torchvision(k): v for k, v in state.items() if k.startswith(("stem.", "res"))}
+        if _has_prefix(state, "stem.fc."):  # detectron2's convert-torchvision-to-d2.py keeps fc as stem.fc
+            notes.append("dropped the classifier (stem.fc.*)")
+        state = {detectron2_to_torchvision(k): v for k, v in state.items() if k.startswith(("stem.conv1.", "res"))}
         return state, "detectron2", notes
     if "fc.weight" in state:
         notes.append("dropped the classifier (fc.*)")
@@ -135,12 +130,14 @@ def read_resnet_weights(path: str | os.PathLike, encoder: str = "online", allow_
     Raises ConversionError (naming the file, and listing missing, unexpected and mis-shaped tensors)
     unless every tensor of a torchvision ResNet-18/34/50/101/152 backbone is present with its shape.
     """
+    return resnet_weights_from(read_weights_file(path, allow_pickle), path, encoder)
+
+
+def resnet_weights_from(obj: Any, path: str | os.PathLike, encoder: str = "online") -> ResNetWeights:
+    """``read_resnet_weights`` of a file already read by ``read_weights_file`` (``obj``)."""
     if encoder not in ("online", "target"):
         raise ConversionError(f"encoder must be 'online' or 'target', got '{encoder}'")
     path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    obj = _load_file(path, allow_pickle)
     state, fmt, notes = _extract(obj, encoder, path)
     if not state:
         raise ConversionError(f"{path} ({fmt}): no ResNet encoder tensors found")

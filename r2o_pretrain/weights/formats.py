@@ -7,7 +7,7 @@ Formats (detected from the contents, not the file name):
   mmengine          {"state_dict": ...} / {"model": ...} wrappers, with or without a ``backbone.`` prefix
   detectron2        {"model": {d2 key: array}, "__author__": ...} pickles of torchvision layout (our
                     converter's output, the model zoo's torchvision-converted R-50.pkl); Caffe2/MSRA
-                    ones are refused (see ``refuse_caffe2``)
+                    ones are refused (see ``caffe2.py``)
 Files are read by ``files.read_weights_file``: weights only, never code, unless the caller explicitly
 allows full unpickling.
 """
@@ -15,7 +15,6 @@ allows full unpickling.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 import torchvision
 
 from ..engine.checkpoint import FORMAT as PRETRAIN_FORMAT
+from .caffe2 import refuse_caffe2
 from .errors import ConversionError
 from .files import read_weights_file
 from .report import compare_state
@@ -38,28 +38,6 @@ class ResNetWeights:
     source: str
     source_format: str
     notes: list[str] = field(default_factory=list)
-
-
-# Caffe2 (Detectron / MSRA) ResNet names: conv1_w, res_conv1_bn_s, res2_0_branch2a_w, res2_0_branch1_bn_b
-_CAFFE2_KEY = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res\d+_\d+_branch\d[a-c]?_(w|b|bn_[sb]))$")
-
-
-def refuse_caffe2(obj: dict, path: Path) -> None:
-    """Raise for Caffe2-named MSRA/Detectron ResNets: they are another network, not a renamed one."""
-    model = obj.get("blobs", obj.get("model", obj))
-    names = [k for k in model if isinstance(k, str)] if isinstance(model, dict) else []
-    caffe2_names = [k for k in names if _CAFFE2_KEY.match(k)]
-    if obj.get("__author__") != "Caffe2" and "blobs" not in obj and not caffe2_names:
-        return
-    example = f" (e.g. '{caffe2_names[0]}')" if caffe2_names else ""
-    raise ConversionError(
-        f"{path} is a Caffe2/MSRA ResNet in detectron2's Caffe2 naming{example}: its BatchNorm is folded into a "
-        "fixed per-channel scale and bias (no running statistics), its bottlenecks stride in the 1x1 conv, and "
-        "it expects BGR 0-255 input. The R2O backbone is torchvision's ResNet (stride in the 3x3, RGB with "
-        "torchvision's mean/std), so these weights cannot be converted into it. Use a torchvision-layout file "
-        "instead (a torchvision state dict, or detectron2's torchvision-converted R-50.pkl), or detectron2's "
-        "own ResNet configs (STRIDE_IN_1X1: True, BGR) for the MSRA weights."
-    )
 
 
 def _as_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:

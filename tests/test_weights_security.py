@@ -158,18 +158,24 @@ def test_mmseg_backbone_refuses_malicious_files(evil):
     assert not marker.exists()
 
 
-def d2_model(depth: int = 18):
-    """The demo Mask R-CNN config's model, BN instead of SyncBN (one process)."""
+def d2_cfg(depth: int = 18):
+    """The demo Mask R-CNN config, BN instead of SyncBN (one process)."""
     from detectron2.config import get_cfg
 
-    from r2o_d2 import R2OTrainer, adapt_norm_to_world_size, add_r2o_config
+    from r2o_d2 import adapt_norm_to_world_size, add_r2o_config
 
     cfg = get_cfg()
     add_r2o_config(cfg)
     cfg.merge_from_file(str(ROOT / D2_CFG))
     cfg.MODEL.RESNETS.DEPTH = depth
     adapt_norm_to_world_size(cfg, 1)
-    return R2OTrainer.build_model(cfg).eval()
+    return cfg
+
+
+def d2_model(depth: int = 18):
+    from r2o_d2 import R2OTrainer
+
+    return R2OTrainer.build_model(d2_cfg(depth)).eval()
 
 
 def test_d2_checkpointer_refuses_malicious_weights_and_a_dropped_checkpoint(evil, tmp_path):
@@ -335,3 +341,39 @@ def test_d2_run_resumes_from_its_own_checkpoint_weights_only(demo_dir, tmp_path)
     log = (out / "log.txt").read_text()
     assert "Starting training from iteration 1" in log and "full unpickling" not in log
     assert read_weights_file(out / "model_final.pth", safe_globals=DETECTRON2_CHECKPOINT_GLOBALS)["iteration"] == 1
+
+
+def test_d2_training_state_with_optimizer_scheduler_and_grad_scaler_resumes_weights_only(tmp_path):
+    """What detectron2's checkpointers save for a trainer (model, optimizer, scheduler, grad scaler,
+    iteration), written by its own save() and read back by R2OCheckpointer on --resume."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.solver import build_lr_scheduler, build_optimizer
+
+    from r2o_d2 import R2OCheckpointer, R2OTrainer
+
+    def trainer_parts(cfg, scale):
+        model = R2OTrainer.build_model(cfg)
+        optimizer = build_optimizer(cfg, model)
+        return model, optimizer, build_lr_scheduler(cfg, optimizer), torch.amp.GradScaler("cpu", init_scale=scale)
+
+    cfg = d2_cfg()
+    model, optimizer, scheduler, scaler = trainer_parts(cfg, 512.0)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()  # momentum buffers
+    scheduler.step()
+    out = tmp_path / "output"
+    out.mkdir()
+    parts = dict(optimizer=optimizer, scheduler=scheduler, grad_scaler=scaler)
+    DetectionCheckpointer(model, str(out), **parts).save("model_0000004", iteration=4)
+
+    model2, optimizer2, scheduler2, scaler2 = trainer_parts(cfg, 2.0)
+    parts2 = dict(optimizer=optimizer2, scheduler=scheduler2, grad_scaler=scaler2)
+    loaded = R2OCheckpointer(model2, str(out), **parts2).resume_or_load("", resume=True)
+    assert loaded["iteration"] == 4
+    assert scheduler2.last_epoch == scheduler.last_epoch == 1 and scaler2.get_scale() == 512.0
+    key = next(iter(optimizer.state))
+    key2 = next(iter(optimizer2.state))
+    torch.testing.assert_close(optimizer2.state[key2]["momentum_buffer"], optimizer.state[key]["momentum_buffer"])
+    for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -5,6 +5,7 @@ training checkpoints still load."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import pathlib
 import pickle
@@ -239,51 +240,71 @@ def model_zoo_pkl(net: nn.Module, path: Path) -> Path:
     return path
 
 
-def test_model_zoo_torchvision_pkl_loads_everywhere_with_equal_outputs(tmp_path, caplog):
-    """R-50.pkl of torchvision layout → the d2 backbone, mmseg's R2OResNet and tools/convert.py outputs."""
-    from mmseg.registry import MODELS
-
-    import r2o_mmseg  # noqa: F401
-    from r2o_d2 import R2OCheckpointer
-
+@pytest.fixture(scope="module")
+def resnet50_and_pkl(tmp_path_factory):
+    """A random torchvision ResNet-50, its model-zoo layout .pkl, an input and the net's stage outputs."""
     net = random_resnet(50)
-    pkl = model_zoo_pkl(net, tmp_path / "R-50.pkl")
-    assert "res2.0.shortcut.weight" in read_weights_pickle(pkl)["model"]
+    pkl = model_zoo_pkl(net, tmp_path_factory.mktemp("zoo") / "R-50.pkl")
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = torchvision_stages(net, x)
+    return net, pkl, x, expected
 
-    model = d2_model(50)
+
+def test_model_zoo_torchvision_pkl_loads_in_detectron2_and_converts(resnet50_and_pkl, tmp_path, caplog, capsys):
+    """R-50.pkl of torchvision layout → the R2O detectron2 backbone and tools/convert.py, equal outputs."""
+    from detectron2.layers import ShapeSpec
+
+    from r2o_d2 import R2OCheckpointer, build_r2o_resnet_backbone
+
+    net, pkl, x, expected = resnet50_and_pkl
+    assert "res2.0.shortcut.weight" in read_weights_pickle(pkl)["model"]
+    cfg = d2_cfg(50)
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    model = nn.Module()
+    model.backbone = build_r2o_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
     with caplog.at_level("INFO"):
         ckpt = R2OCheckpointer(model)
         ckpt.load(str(pkl))
     trunk = [k for k in net.state_dict() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
     assert ckpt.last_report.complete and len(ckpt.last_report.loaded) == len(trunk)
-    assert not [r for r in caplog.records if r.levelname == "WARNING" and "pickl" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "pickl" in r.getMessage()]
     with torch.no_grad():
-        d2 = model.backbone.bottom_up(x)
+        d2 = model.backbone(x)
     for i, name in enumerate(["res2", "res3", "res4", "res5"]):
         torch.testing.assert_close(d2[name], expected[i], atol=1e-5, rtol=1e-5)
 
+    assert tool("convert").main([str(pkl), str(tmp_path / "r50_tv.pth"), "--to", "torchvision"]) == 0
+    printed = capsys.readouterr()
+    assert "detectron2, ResNet-50" in printed.out and "dropped the classifier (stem.fc.*)" in printed.out
+    assert "pickl" not in printed.err
+    tv = torchvision.models.resnet50().eval()
+    tv.load_state_dict(torch.load(tmp_path / "r50_tv.pth", weights_only=True), strict=False)
+    with torch.no_grad():
+        for a, b in zip(torchvision_stages(tv, x), expected):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_model_zoo_torchvision_pkl_loads_in_mmseg(resnet50_and_pkl, tmp_path):
+    """The same .pkl as R2OResNet's init_cfg, and converted for mmseg's own ResNet: equal outputs."""
+    from mmseg.registry import MODELS
+    from test_weights import mmseg_resnet
+
+    import r2o_mmseg  # noqa: F401
+
+    _, pkl, x, expected = resnet50_and_pkl
     backbone = MODELS.build(
         dict(type="R2OResNet", depth=50, style="pytorch", init_cfg=dict(type="Pretrained", checkpoint=str(pkl)))
     )
     backbone.init_weights()
+    assert backbone.load_report.complete
     backbone.eval()
+    assert tool("convert").main([str(pkl), str(tmp_path / "r50_mm.pth"), "--to", "mmseg"]) == 0
     with torch.no_grad():
-        mm = backbone(x)
-    for i in range(4):
-        torch.testing.assert_close(mm[i], expected[i], atol=1e-5, rtol=1e-5)
-
-    r = run_tool("tools/convert.py", str(pkl), str(tmp_path / "r50_tv.pth"), "--to", "torchvision")
-    assert r.returncode == 0, r.stderr
-    assert "detectron2, ResNet-50" in r.stdout and "dropped the classifier (stem.fc.*)" in r.stdout
-    converted = torch.load(tmp_path / "r50_tv.pth", weights_only=True)
-    tv = torchvision.models.resnet50().eval()
-    tv.load_state_dict(converted, strict=False)
-    with torch.no_grad():
-        for a, b in zip(torchvision_stages(tv, x), expected):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        outs = [backbone(x), mmseg_resnet(50, tmp_path / "r50_mm.pth")(x)]
+    for out in outs:
+        for i in range(4):
+            torch.testing.assert_close(out[i], expected[i], atol=1e-5, rtol=1e-5)
 
 
 def test_caffe2_msra_pkl_is_refused_with_the_reason(tmp_path):

@@ -23,11 +23,11 @@ from r2o_pretrain.weights.resnet_keys import detectron2_to_torchvision, infer_de
 logger = logging.getLogger("r2o_d2")
 
 # What a checkpoint written by detectron2's (Detection)Checkpointer names beyond torch's own weights-only
-# globals. detectron2 0.6 saves {"model": state dict, "iteration": int, "trainer": {"iteration", "hooks":
-# {"LRScheduler": {"base_lrs", "last_epoch"}}, "_trainer": {"optimizer": state dict, "grad_scaler": floats
-# and ints under AMP}}}: tensors, numbers and containers only, so nothing (checked on a real run's
-# checkpoint in tests/test_weights_security.py). A detectron2 that saves more is refused with the global
-# named; add it here.
+# globals. detectron2 0.6's DefaultTrainer saves {"model", "iteration", "trainer": {"iteration", "hooks":
+# {"LRScheduler": {"base_lrs", "last_epoch"}}}}; newer detectron2 adds "_trainer": {"optimizer",
+# "grad_scaler"}, and checkpointables given directly save optimizer / scheduler / grad-scaler state dicts:
+# tensors, numbers and containers only, so nothing (checked on a real run's checkpoint and on such a state
+# in tests/test_weights_security.py). A detectron2 that saves more is refused with the global named.
 DETECTRON2_CHECKPOINT_GLOBALS: tuple = ()
 
 

@@ -122,6 +122,12 @@ def test_restricted_reader_refuses_before_anything_runs(evil):
     assert not marker.exists()
 
 
+def test_allow_pickle_stays_the_explicit_opt_in(evil):
+    pkl, _, marker = evil
+    read_weights_file(pkl, allow_pickle=True)
+    assert marker.exists()
+
+
 # ---------------------------------------------------------------- every entry point refuses
 
 

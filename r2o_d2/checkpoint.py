@@ -1,25 +1,34 @@
-"""A DetectionCheckpointer that also reads every R2O weight format through ``r2o_pretrain.weights``.
+"""A DetectionCheckpointer that reads every file without running code from it, and every R2O format.
 
-Backbone-only files (pretraining checkpoints, torchvision exports, official R2O checkpoints, converted
-``.pkl``) are mapped onto the model's ``backbone.bottom_up.*`` and a load report is logged. Full
-detectron2 checkpoints (``--resume``, ``--eval-only`` on a trained model) keep detectron2's behaviour.
+Every file goes through ``r2o_pretrain.weights.read_weights_file``: torch files with
+``weights_only=True`` (plus ``DETECTRON2_CHECKPOINT_GLOBALS``, what detectron2's own training
+checkpoints name), detectron2 ``.pkl`` with the restricted unpickler. Full detectron2 models
+(``--resume``, ``--eval-only``, model-zoo detectors) are then handed to detectron2 unchanged;
+backbone-only files (pretraining checkpoints, torchvision exports, official R2O checkpoints, converted
+or torchvision-layout ``.pkl``) go through ``load_backbone`` onto ``backbone.bottom_up.*`` with a load
+report. Full unpickling happens only with ``MODEL.R2O.ALLOW_PICKLE True``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import re
-import warnings
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from r2o_pretrain.weights import ConversionError, read_resnet_weights, to_detectron2
-from r2o_pretrain.weights.report import LoadReport, compare_state
+from r2o_pretrain.weights import ConversionError, LoadReport, load_backbone, read_weights_file
+from r2o_pretrain.weights.resnet_keys import detectron2_to_torchvision, infer_depth, torchvision_to_detectron2
 
 logger = logging.getLogger("r2o_d2")
+
+# What a checkpoint written by detectron2's (Detection)Checkpointer names beyond torch's own weights-only
+# globals. detectron2 0.6's DefaultTrainer saves {"model", "iteration", "trainer": {"iteration", "hooks":
+# {"LRScheduler": {"base_lrs", "last_epoch"}}}}; newer detectron2 adds "_trainer": {"optimizer",
+# "grad_scaler"}, and checkpointables given directly save optimizer / scheduler / grad-scaler state dicts:
+# tensors, numbers and containers only, so nothing (checked on a real run's checkpoint and on such a state
+# in tests/test_weights_security.py). A detectron2 that saves more is refused with the global named.
+DETECTRON2_CHECKPOINT_GLOBALS: tuple = ()
 
 
 def _is_full_detectron2_model(obj) -> bool:
@@ -34,33 +43,23 @@ class R2OCheckpointer(DetectionCheckpointer):
         self.allow_pickle = allow_pickle
         self.last_report: LoadReport | None = None
 
-    def _written_here(self, filename: str) -> bool:
-        return bool(self.save_dir) and os.path.abspath(filename).startswith(os.path.abspath(self.save_dir) + os.sep)
-
     def _load_file(self, filename: str):
-        if filename.endswith(".pkl"):
-            logger.warning("unpickling %s (detectron2's .pkl format needs it): only load files you trust", filename)
-            with open(filename, "rb") as f:
-                obj = pickle.load(f, encoding="latin1")
-            if _is_full_detectron2_model(obj):
-                return super()._load_file(filename)
-            return self._map_backbone(filename, allow_pickle=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                obj = torch.load(filename, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            if not (self.allow_pickle or self._written_here(filename)):
-                raise ConversionError(
-                    f"MODEL.WEIGHTS {filename} needs full unpickling, which can run code "
-                    f"({str(exc).splitlines()[0][:160]}). If you trust it, set MODEL.R2O.ALLOW_PICKLE True."
-                ) from exc
-            logger.info("reading %s with full unpickling (a detectron2 training checkpoint)", filename)
-            obj = torch.load(filename, map_location="cpu", weights_only=False)
-            return obj if "model" in obj else {"model": obj}
+        obj = read_weights_file(filename, self.allow_pickle, DETECTRON2_CHECKPOINT_GLOBALS)
         if _is_full_detectron2_model(obj):
-            return obj
-        return self._map_backbone(filename, allow_pickle=self.allow_pickle)
+            return obj  # detectron2's own layout: a training checkpoint or a model-zoo detector
+        prefix, trunk = self._backbone_keys()
+        trunk = {detectron2_to_torchvision(k[len(prefix) :]): v for k, v in trunk.items()}
+        state, self.last_report = load_backbone(
+            filename,
+            trunk,
+            f"this model's ResNet-{infer_depth(trunk)} backbone (MODEL.RESNETS.DEPTH)",
+            encoder=self.encoder,
+            contents=obj,
+            label="MODEL.WEIGHTS",
+            logger=logger,
+        )
+        model = {prefix + torchvision_to_detectron2(k): v for k, v in state.items()}
+        return {"model": model, "__author__": "r2o", "matching_heuristics": False}
 
     def _backbone_keys(self) -> tuple[str, dict[str, torch.Tensor]]:
         """(prefix, {key: tensor}) of the model's ResNet trunk: ``backbone.bottom_up.`` under an FPN."""
@@ -74,19 +73,3 @@ class R2OCheckpointer(DetectionCheckpointer):
             if trunk:
                 return prefix, trunk
         raise ConversionError("the model has no detectron2 ResNet trunk to load R2O weights into")
-
-    def _map_backbone(self, filename: str, allow_pickle: bool):
-        try:
-            weights = read_resnet_weights(filename, self.encoder, allow_pickle=allow_pickle)
-        except ConversionError as exc:
-            raise ConversionError(f"MODEL.WEIGHTS: {exc}") from exc
-        prefix, trunk = self._backbone_keys()
-        model = {prefix + k: torch.from_numpy(v) for k, v in to_detectron2(weights)["model"].items()}
-        self.last_report = compare_state(trunk, model, filename, weights.source_format)
-        logger.info("%s", self.last_report)
-        if not self.last_report.complete:
-            raise ConversionError(
-                f"MODEL.WEIGHTS {filename} (ResNet-{weights.depth}) does not fit this backbone "
-                f"(MODEL.RESNETS.DEPTH?):\n{self.last_report}"
-            )
-        return {"model": model, "__author__": "r2o", "matching_heuristics": False}

@@ -2,8 +2,9 @@
 
     backbone=dict(type="R2OResNet", depth=50, ..., init_cfg=dict(type="Pretrained", checkpoint=PATH))
 
-PATH may be a raw pretraining checkpoint, a torchvision export, an official R2O checkpoint or an
-mmengine/mmseg checkpoint; ``r2o_pretrain.weights`` reads it (weights only) and a load report is logged.
+PATH may be a raw pretraining checkpoint, a torchvision export, an official R2O checkpoint, an
+mmengine/mmseg checkpoint or a detectron2 ``.pkl`` of torchvision layout; ``r2o_pretrain.weights``
+reads it (weights only, never code) and a load report is logged.
 An empty PATH or "none" means random initialisation (logged as a warning).
 """
 
@@ -15,8 +16,7 @@ from mmengine.logging import MMLogger
 from mmseg.models.backbones import ResNet
 from mmseg.registry import MODELS
 
-from r2o_pretrain.weights import ConversionError, read_resnet_weights
-from r2o_pretrain.weights.report import LoadReport, compare_state
+from r2o_pretrain.weights import LoadReport, load_backbone
 
 # mmseg ResNet's own default initialisation, used when no checkpoint is given
 _RANDOM_INIT = [
@@ -54,18 +54,16 @@ class R2OResNet(ResNet):
         if not checkpoint:
             logger.warning("R2OResNet: no checkpoint given (R2O_CHECKPOINT unset or 'none'): random initialisation")
             return
-        try:
-            weights = read_resnet_weights(str(checkpoint), self.encoder, self.allow_pickle)
-        except ConversionError as exc:
-            raise ConversionError(f"R2OResNet init_cfg checkpoint: {exc}") from exc
-        model_state = {k: v for k, v in self.state_dict().items() if not k.endswith("num_batches_tracked")}
-        self.load_report = compare_state(model_state, weights.state, str(checkpoint), weights.source_format)
-        logger.info(str(self.load_report))
-        if not self.load_report.complete:
-            raise ConversionError(
-                f"{checkpoint} (ResNet-{weights.depth}) does not fit R2OResNet(depth={self.depth}):\n{self.load_report}"
-            )
-        self.load_state_dict(weights.state, strict=False)
+        state, self.load_report = load_backbone(
+            str(checkpoint),
+            self.state_dict(),
+            f"R2OResNet(depth={self.depth})",
+            encoder=self.encoder,
+            allow_pickle=self.allow_pickle,
+            label="R2OResNet init_cfg checkpoint",
+            logger=logger,
+        )
+        self.load_state_dict(state, strict=False)
         self._is_init = True
 
 

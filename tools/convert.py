@@ -3,13 +3,18 @@
 
 The input format is detected from the file's contents and printed: this project's pretraining
 checkpoints (online or target encoder), its torchvision exports, the official R2O checkpoints,
-plain torchvision state dicts and {"state_dict": ...} wrappers; ResNet-18/34/50/101/152.
-Nothing is written unless every backbone tensor is present with the right shape.
+plain torchvision state dicts, {"state_dict": ...} wrappers and detectron2 .pkl backbones of
+torchvision layout (e.g. the model zoo's torchvision-converted R-50.pkl, for a supervised baseline);
+ResNet-18/34/50/101/152. Caffe2-named MSRA .pkl files are refused (another network: BN folded,
+stride in the 1x1, BGR input). Files are read as weights only: a pickle that would run code is
+refused, naming the file and what it needs. Nothing is written unless every backbone tensor is
+present with the right shape.
 
 Examples:
   python tools/convert.py runs/demo/checkpoints/last.pth r18_d2.pkl --to d2
   python tools/convert.py r2o_official_300ep.pth r50_mmseg.pth --to mmseg
   python tools/convert.py last.pth target_r50.pth --to torchvision --encoder target
+  python tools/convert.py R-50.pkl r50_supervised_mmseg.pth --to mmseg   # detectron2 torchvision-layout .pkl
 
 Exit codes: 0 written; 2 refused (unreadable, incomplete or unsafe input, bad arguments); 1 other failure.
 """

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="tools/eval_unsup_seg.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--checkpoint", required=True, help="any R2O / torchvision ResNet checkpoint")
+    p.add_argument("--checkpoint", required=True, help="any R2O / torchvision ResNet checkpoint or detectron2 .pkl")
     p.add_argument("--images", required=True)
     p.add_argument("--masks", required=True)
     p.add_argument("--size", type=int, default=224, help="images are resized to SIZE x SIZE (default %(default)s)")
@@ -49,9 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline encoder")
     p.add_argument("--no-colour", action="store_true", help="skip the colour-only (mean Lab per superpixel) row")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow checkpoints that need full unpickling (can run code: trusted files only)",
+    )
     a = p.parse_args(argv)
     try:
-        encoder = load_encoder(a.checkpoint, a.encoder)
+        encoder = load_encoder(a.checkpoint, a.encoder, a.allow_pickle)
         listing = list_pairs(a.images, a.masks, a.split)
     except (ConversionError, EvalDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,16 +5,16 @@ Formats (detected from the contents, not the file name):
   r2o-official      the authors' checkpoints: [module.]{online,target}_network.encoder.{0,1,4-7}.*
   torchvision       a plain torchvision ResNet state dict (our export, or torchvision's own; fc dropped)
   mmengine          {"state_dict": ...} / {"model": ...} wrappers, with or without a ``backbone.`` prefix
-  detectron2        {"model": {d2 key: array}} pickles (only with allow_pickle: they need full pickle)
-Files are read with ``torch.load(weights_only=True)``; a file that needs full unpickling is refused
-unless the caller explicitly allows it.
+  detectron2        {"model": {d2 key: array}, "__author__": ...} pickles of torchvision layout (our
+                    converter's output, the model zoo's torchvision-converted R-50.pkl); Caffe2/MSRA
+                    ones are refused (see ``caffe2.py``)
+Files are read by ``files.read_weights_file``: weights only, never code, unless the caller explicitly
+allows full unpickling.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,11 @@ import torch
 import torchvision
 
 from ..engine.checkpoint import FORMAT as PRETRAIN_FORMAT
+from .caffe2 import refuse_caffe2
+from .errors import ConversionError
+from .files import read_weights_file
 from .report import compare_state
 from .resnet_keys import detectron2_to_torchvision, infer_depth, official_to_torchvision
-
-
-class ConversionError(RuntimeError):
-    """The file cannot be read as ResNet weights; the message names it and says what to do."""
 
 
 @dataclass
@@ -39,35 +38,6 @@ class ResNetWeights:
     source: str
     source_format: str
     notes: list[str] = field(default_factory=list)
-
-
-def _load_file(path: Path, allow_pickle: bool) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4" on foreign pickles
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not allow_pickle:
-            raise ConversionError(
-                f"{path} needs full unpickling, which can run arbitrary code, so it was not loaded "
-                f"({str(exc).splitlines()[0][:200]}). If you trust this file, pass --allow-pickle "
-                "(allow_pickle=True)."
-            ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        if not allow_pickle:
-            raise ConversionError(
-                f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                "it may be truncated or of another kind"
-            ) from exc
-    # explicit opt-in only: torch's full loader, then plain pickle (detectron2 .pkl files)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-        except Exception as exc:
-            raise ConversionError(f"{path} cannot be read as a checkpoint or pickle: {exc}") from exc
 
 
 def _as_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -92,6 +62,7 @@ def _extract(obj: Any, encoder: str, path: Path) -> tuple[dict[str, torch.Tensor
     notes: list[str] = []
     if not isinstance(obj, dict):
         raise ConversionError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+    refuse_caffe2(obj, path)
     if obj.get("format") == PRETRAIN_FORMAT:
         model = _as_tensors(obj.get("model", {}))
         state = _strip(model, f"{encoder}_encoder.")
@@ -121,7 +92,9 @@ def _extract(obj: Any, encoder: str, path: Path) -> tuple[dict[str, torch.Tensor
             notes.append(f"took the '{prefix}' entries")
             break
     if _has_prefix(state, "stem.conv1."):
-        state = {detectron2_to_torchvision(k): v for k, v in state.items() if k.startswith(("stem.", "res"))}
+        if _has_prefix(state, "stem.fc."):  # detectron2's convert-torchvision-to-d2.py keeps fc as stem.fc
+            notes.append("dropped the classifier (stem.fc.*)")
+        state = {detectron2_to_torchvision(k): v for k, v in state.items() if k.startswith(("stem.conv1.", "res"))}
         return state, "detectron2", notes
     if "fc.weight" in state:
         notes.append("dropped the classifier (fc.*)")
@@ -135,12 +108,14 @@ def read_resnet_weights(path: str | os.PathLike, encoder: str = "online", allow_
     Raises ConversionError (naming the file, and listing missing, unexpected and mis-shaped tensors)
     unless every tensor of a torchvision ResNet-18/34/50/101/152 backbone is present with its shape.
     """
+    return resnet_weights_from(read_weights_file(path, allow_pickle), path, encoder)
+
+
+def resnet_weights_from(obj: Any, path: str | os.PathLike, encoder: str = "online") -> ResNetWeights:
+    """``read_resnet_weights`` of a file already read by ``read_weights_file`` (``obj``)."""
     if encoder not in ("online", "target"):
         raise ConversionError(f"encoder must be 'online' or 'target', got '{encoder}'")
     path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    obj = _load_file(path, allow_pickle)
     state, fmt, notes = _extract(obj, encoder, path)
     if not state:
         raise ConversionError(f"{path} ({fmt}): no ResNet encoder tensors found")

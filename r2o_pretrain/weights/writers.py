@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.checkpoint import atomic_save
-from .formats import ConversionError, ResNetWeights
+from .errors import ConversionError
+from .formats import ResNetWeights
 from .resnet_keys import torchvision_to_detectron2
 
 TARGETS = ("torchvision", "d2", "mmseg")

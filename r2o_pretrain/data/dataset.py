@@ -8,7 +8,6 @@ a start offset in the sampler this lets ``--resume`` continue a killed run with 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .folder import BadImageError, DatasetError, list_images, open_rgb
+from .folder import BadImageError, DatasetError, list_images
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
 
@@ -30,7 +29,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class PretrainDataset(Dataset):
-    """Images under ``root`` → dicts with views, boxes, raw, superpixels (see TwoViewTransform).
+    """Images under ``root`` → dicts with views, boxes, raw, superpixels (see TwoViewTransform; views and
+    raw are uint8 pictures, normalised on the device by ``device_augment.batch_on_device``).
 
     A file that cannot be used is skipped with a warning naming it; the next file takes its place
     (so batch sizes stay equal across processes) and the sample records the skip in ``"skipped"``.
@@ -61,10 +61,9 @@ class PretrainDataset(Dataset):
 
     def load(self, index: int) -> dict[str, Any]:
         path = self.files[index]
-        img = open_rgb(path, self.min_image_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
-            out = self.transform(img)
+            out = self.transform.load(path, self.min_image_size)
         raw_rgb = out.pop("raw_rgb")
         out["superpixels"] = torch.from_numpy(self.superpixels.labels_for(path, raw_rgb))
         out["index"] = index
@@ -88,16 +87,16 @@ class PretrainDataset(Dataset):
         )
 
 
+STACKED = ("views", "boxes", "raw", "superpixels", "photometric")
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; ``skipped`` becomes one flat list of messages for the batch."""
-    return {
-        "views": torch.stack([s["views"] for s in samples]),
-        "boxes": torch.stack([s["boxes"] for s in samples]),
-        "raw": torch.stack([s["raw"] for s in samples]),
-        "superpixels": torch.stack([s["superpixels"] for s in samples]),
-        "index": torch.tensor([s["index"] for s in samples]),
-        "skipped": [m for s in samples for m in s["skipped"]],
-    }
+    """Stack tensors (views and raw stay uint8: ``device_augment.batch_on_device`` makes them float on the
+    device); ``skipped`` becomes one flat list of messages for the batch."""
+    batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in STACKED if k in samples[0]}
+    batch["index"] = torch.tensor([s["index"] for s in samples])
+    batch["skipped"] = [m for s in samples for m in s["skipped"]]
+    return batch
 
 
 class ResumableSampler(DistributedSampler):
@@ -159,4 +158,3 @@ def build_loader(
         persistent_workers=False,
     )
     return loader, sampler
-

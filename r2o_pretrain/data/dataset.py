@@ -62,7 +62,9 @@ class PretrainDataset(Dataset):
     def load(self, index: int) -> dict[str, Any]:
         path = self.files[index]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            # the CPU generator only: torch.manual_seed also queues CUDA/XPU/MTIA seeding, with a Python stack
+            # trace each (~1 ms per sample in a worker)
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))
             out = self.transform.load(path, self.min_image_size)
         raw_rgb = out.pop("raw_rgb")
         out["superpixels"] = torch.from_numpy(self.superpixels.labels_for(path, raw_rgb))
@@ -87,13 +89,16 @@ class PretrainDataset(Dataset):
         )
 
 
-STACKED = ("views", "boxes", "raw", "superpixels", "photometric")
+STACKED = ("boxes", "superpixels", "photometric")
+PICTURES = ("views", "raw")  # uint8 [..., 3, H, W] with channels-last strides
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors (views and raw stay uint8: ``device_augment.batch_on_device`` makes them float on the
     device); ``skipped`` becomes one flat list of messages for the batch."""
     batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in STACKED if k in samples[0]}
+    for k in PICTURES:  # stacked in their channels-last layout (a plain copy, no transpose)
+        batch[k] = torch.stack([s[k].movedim(-3, -1) for s in samples]).movedim(-1, -3)
     batch["index"] = torch.tensor([s["index"] for s in samples])
     batch["skipped"] = [m for s in samples for m in s["skipped"]]
     return batch

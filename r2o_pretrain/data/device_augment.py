@@ -154,7 +154,8 @@ def batch_on_device(
     if "photometric" in batch:
         b, v = views.shape[:2]
         flat = augment_batch(to_unit_float(views.flatten(0, 1)), batch["photometric"].flatten(0, 1))
-        views = normalize(flat).view(b, v, *flat.shape[1:])
+        views = normalize(flat).reshape(b, v, *flat.shape[1:])
     else:
         views = normalize_images(views)
-    return views, boxes, normalize_images(raw), superpixels
+    # the loader's pictures are channels-last; the model gets plain NCHW (one transpose, on the device)
+    return views.contiguous(), boxes, normalize_images(raw).contiguous(), superpixels

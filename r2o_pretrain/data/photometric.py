@@ -32,30 +32,34 @@ BYOL_BLUR_P = (1.0, 0.1)  # view 1, view 2
 BYOL_SOLARIZE_P = (0.0, 0.2)
 
 
-def _uniform(lo: float, hi: float) -> float:
-    return float(torch.empty(1).uniform_(lo, hi))
-
-
-def sample_photometric(blur_p: float, solarize_p: float) -> torch.Tensor:
-    """float[NUM_PARAMS] for one view, drawn from torch's global generator (always the same number of draws)."""
+def sample_photometric(blur_p: float, solarize_p: float, u: list[float]) -> torch.Tensor:
+    """float[NUM_PARAMS] for one view from ``DRAWS_PER_VIEW`` uniforms in [0, 1)."""
     p = torch.zeros(NUM_PARAMS)
-    p[JITTER] = float(torch.rand(1).item() < 0.8)
-    p[ORDER] = torch.randperm(4).float()
-    p[BRIGHTNESS] = _uniform(0.6, 1.4)
-    p[CONTRAST] = _uniform(0.6, 1.4)
-    p[SATURATION] = _uniform(0.8, 1.2)
-    p[HUE] = _uniform(-0.1, 0.1)
-    p[GRAYSCALE] = float(torch.rand(1).item() < 0.2)
-    blur = torch.rand(1).item() < blur_p
-    sigma = _uniform(0.1, 2.0)
-    p[BLUR_SIGMA] = sigma if blur else 0.0
-    p[SOLARIZE] = float(torch.rand(1).item() < solarize_p)
+    p[JITTER] = float(u[0] < 0.8)
+    p[ORDER] = torch.tensor(u[1:5]).argsort().float()  # a uniformly random permutation
+    p[BRIGHTNESS] = 0.6 + 0.8 * u[5]
+    p[CONTRAST] = 0.6 + 0.8 * u[6]
+    p[SATURATION] = 0.8 + 0.4 * u[7]
+    p[HUE] = -0.1 + 0.2 * u[8]
+    p[GRAYSCALE] = float(u[9] < 0.2)
+    p[BLUR_SIGMA] = 0.1 + 1.9 * u[10] if u[11] < blur_p else 0.0
+    p[SOLARIZE] = float(u[12] < solarize_p)
     return p
 
 
+DRAWS_PER_VIEW = 13
+
+
 def sample_two_views() -> torch.Tensor:
-    """float[2, NUM_PARAMS]: view 1 (blur always, no solarize) and view 2 (blur 0.1, solarize 0.2)."""
-    return torch.stack([sample_photometric(b, s) for b, s in zip(BYOL_BLUR_P, BYOL_SOLARIZE_P)])
+    """float[2, NUM_PARAMS]: view 1 (blur always, no solarize) and view 2 (blur 0.1, solarize 0.2), from
+    one call to torch's global generator."""
+    u = torch.rand(2 * DRAWS_PER_VIEW).tolist()
+    return torch.stack(
+        [
+            sample_photometric(b, s, u[v * DRAWS_PER_VIEW :])
+            for v, (b, s) in enumerate(zip(BYOL_BLUR_P, BYOL_SOLARIZE_P))
+        ]
+    )
 
 
 _PIL_JITTER_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)

@@ -30,7 +30,7 @@ def bundled_photos() -> list[np.ndarray]:
     return [p[..., :3] for p in photos]
 
 
-def imagenet_like_image(photo: np.ndarray, rng: np.random.Generator) -> Image.Image:
+def imagenet_like_image(photo: np.ndarray, rng: np.random.Generator, long_side: int = LONG_SIDE) -> Image.Image:
     """A random crop of ``photo`` (aspect 4:3, 3:2 or 3:4, 50–100% of the largest such box, maybe flipped),
     long side 500 px."""
     height, width = photo.shape[:2]
@@ -44,12 +44,15 @@ def imagenet_like_image(photo: np.ndarray, rng: np.random.Generator) -> Image.Im
     img = Image.fromarray(np.ascontiguousarray(photo[y : y + h, x : x + w]))
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    s = LONG_SIDE / max(w, h)
+    s = long_side / max(w, h)
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
 
 
-def write_imagenet_like_jpegs(directory: str | Path, count: int = 128, seed: int = 0) -> list[Path]:
-    """``count`` distinct JPEGs (q90, 4:2:0) under ``directory``; reuses the files if they are there."""
+def write_imagenet_like_jpegs(
+    directory: str | Path, count: int = 128, seed: int = 0, long_side: int = LONG_SIDE
+) -> list[Path]:
+    """``count`` distinct JPEGs (q90, 4:2:0) under ``directory``; reuses the files if they are there.
+    ``long_side`` > 500 makes the large images that reduced-scale decoding is for."""
     directory = Path(directory)
     paths = [directory / f"img_{i:04d}.jpg" for i in range(count)]
     if all(p.exists() for p in paths):
@@ -58,7 +61,7 @@ def write_imagenet_like_jpegs(directory: str | Path, count: int = 128, seed: int
     photos = bundled_photos()
     rng = np.random.default_rng(seed)
     for i, path in enumerate(paths):
-        img = imagenet_like_image(photos[i % len(photos)], rng)
+        img = imagenet_like_image(photos[i % len(photos)], rng, long_side)
         img.save(path, format="JPEG", quality=QUALITY, subsampling=2)  # subsampling=2 is 4:2:0
     return paths
 

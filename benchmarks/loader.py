@@ -237,16 +237,46 @@ def run(
     return rows
 
 
+def scaling_rows(
+    workers: list[int], images: int = 128, view: int = 224, raw: int = 224, batches: int = 6
+) -> list[list[str]]:
+    """Ours (augment_on=device, cache warm) with several worker processes: total wall img/s."""
+    if not workers:
+        return []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        write_imagenet_like_jpegs(root, images)
+        ds = PretrainDataset(
+            str(root), TwoViewTransform(view, raw, augment_on="device"), SuperpixelCache(str(Path(tmp) / "c"), 100)
+        )
+        for i in range(len(ds)):
+            ds[i]
+        for n in workers:
+            wall, cpu = images_per_second(ds, 32, batches * n, workers=n)
+            rows.append(
+                [
+                    f"ours, augment_on=device, {n} workers",
+                    f"load {os.getloadavg()[0]:.1f}/{os.cpu_count()}",
+                    f"{wall:.0f} img/s",
+                    f"{wall / n:.0f} img/s/worker",
+                ]
+            )
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--batches", type=int, default=6)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-stages", action="store_true")
+    p.add_argument("--scaling", type=int, nargs="*", default=[], help="also ours (device) with these worker counts")
     a = p.parse_args()
     from common import table
 
     rows = run(a.images, batches=a.batches, repeats=a.repeats, stages=not a.no_stages)
+    rows += scaling_rows(a.scaling, a.images, batches=a.batches)
     print(table(rows, ["measurement", "variant", "time / rate", "ratio"]))
 
 

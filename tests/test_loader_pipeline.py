@@ -9,7 +9,7 @@ from skimage import data as skdata
 
 from r2o_pretrain.data import photometric as P
 from r2o_pretrain.data.dataset import PretrainDataset, build_loader
-from r2o_pretrain.data.device_augment import augment_batch, batch_on_device
+from r2o_pretrain.data.device_augment import augment_batch, augment_per_sample_torchvision, batch_on_device
 from r2o_pretrain.data.folder import open_rgb
 from r2o_pretrain.data.superpixels import SuperpixelCache
 from r2o_pretrain.data.views import TwoViewTransform, _from_pil, _to_pil
@@ -143,3 +143,13 @@ def test_device_augment_is_per_sample_and_matches_pil_on_random_draws():
         want = _from_pil(P.apply_photometric_pil(_to_pil(_from_pil(img)), params[i])).float()
         # PIL rounds to uint8 after every op and hues in 8-bit HSV: ~1.5-3 levels apart on average
         assert (batch[i] * 255 - want).abs().mean() < 3.5, (i, params[i])
+
+
+def test_batched_ops_equal_torchvision_v2_per_sample():
+    torch.manual_seed(0)
+    x = torch.rand(12, 3, 24, 24)
+    params = torch.cat([P.sample_two_views() for _ in range(6)])
+    params[:4, P.JITTER] = 1.0
+    params[4:8, P.SOLARIZE] = 1.0
+    want = augment_per_sample_torchvision(x, params)
+    torch.testing.assert_close(augment_batch(x, params), want, atol=1e-4, rtol=0)

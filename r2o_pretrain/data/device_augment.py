@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as F2
 
 from .photometric import BLUR_SIGMA, FACTORS, GRAYSCALE, JITTER, ORDER, SOLARIZE
 from .views import IMAGENET_MEAN, IMAGENET_STD
@@ -122,6 +123,26 @@ def augment_batch(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     apply(p[:, BLUR_SIGMA] > 0, gaussian_blur, p[:, BLUR_SIGMA])
     apply(p[:, SOLARIZE] > 0, solarize)
     return x
+
+
+def augment_per_sample_torchvision(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """The same augmentation by torchvision's v2 tensor functionals, one image at a time (scalar
+    factors): the definition ``augment_batch`` is tested against, and the slow way the GPU benchmark
+    times. float[N,3,H,W] in [0,1], params float[N, NUM_PARAMS] → float[N,3,H,W]."""
+    ops = (F2.adjust_brightness, F2.adjust_contrast, F2.adjust_saturation, F2.adjust_hue)
+    out = []
+    for img, p in zip(x, params.tolist()):
+        if p[JITTER]:
+            for op in p[ORDER]:
+                img = ops[int(op)](img, p[FACTORS[int(op)]])
+        if p[GRAYSCALE]:
+            img = F2.rgb_to_grayscale(img, num_output_channels=3)
+        if p[BLUR_SIGMA] > 0:
+            img = F2.gaussian_blur(img, [BLUR_KERNEL, BLUR_KERNEL], [p[BLUR_SIGMA]] * 2)
+        if p[SOLARIZE]:
+            img = F2.solarize(img, 128 / 255)
+        out.append(img)
+    return torch.stack(out)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

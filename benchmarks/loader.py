@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 from skimage.segmentation import slic
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imagenet_like import write_imagenet_like_jpegs  # noqa: E402
 
-from r2o_pretrain.data.dataset import PretrainDataset, build_loader, collate  # noqa: E402
+from r2o_pretrain.data.dataset import PretrainDataset, collate  # noqa: E402
 from r2o_pretrain.data.folder import open_rgb  # noqa: E402
 from r2o_pretrain.data.superpixels import SuperpixelCache  # noqa: E402
 from r2o_pretrain.data.views import (  # noqa: E402
@@ -103,12 +103,9 @@ def images_per_second(dataset: Dataset, batch: int, batches: int, workers: int =
     ``workers`` workers, after its first batch. On a loaded machine the wall rate falls with the load;
     the CPU-time rate is what one core would give if it were free (approximately: shared caches and
     frequency still slow it)."""
-    if isinstance(dataset, PretrainDataset):
-        loader, _ = build_loader(dataset, batch, workers, seed=0)
-    else:
-        loader = DataLoader(
-            dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate, drop_last=True
-        )
+    # sampling with replacement: as many batches as asked for, whatever the number of files
+    sampler = RandomSampler(dataset, replacement=True, num_samples=batch * (batches + 1 + 2 * workers))
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate)
     it = iter(loader)
     next(it)  # worker start-up is not throughput
     pids = [w.pid for w in getattr(it, "_workers", [])]

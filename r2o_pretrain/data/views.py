@@ -133,14 +133,14 @@ class TwoViewTransform:
 
     def load(self, path: str, min_size: int = 1) -> dict[str, torch.Tensor | np.ndarray]:
         """Decode ``path`` (at reduced scale where the crops allow it) and make the sample."""
-        drawn: list = []
+        plan: dict = {}  # the stored size and the crops drawn from it, before decoding
 
         def request(size: tuple[int, int]) -> tuple[int, int] | None:
-            drawn.extend([size, self.draw_crops(*size)])
-            return self.draft_size(drawn[1], *size) if self.draft else None
+            plan["size"], plan["crops"] = size, self.draw_crops(*size)
+            return self.draft_size(plan["crops"], *size) if self.draft else None
 
         img = open_rgb(path, min_size, draft=request)
-        return self._sample(img, drawn[1], drawn[0])
+        return self._sample(img, plan["crops"], plan["size"])
 
     def __call__(self, img: Image.Image) -> dict[str, torch.Tensor | np.ndarray]:
         """The sample of an already decoded RGB image."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, prepared for a session that is lent a GPU (the device tool): about 5 minutes.
+# The GPU check, prepared for a session that is lent a GPU (the device tool): about 7 minutes.
 # The device image has torch, torchvision, scikit-image, scikit-learn, timm, tensorboard and tqdm, which is all
 # r2o_pretrain needs, so it runs from the checkout without setup:
 #   bash benchmarks/gpu_check.sh          (results under $OUT, or /tmp/gpu_check)
@@ -20,10 +20,16 @@ python3 tools/pretrain.py "${common[@]}" train.amp=bf16 train.channels_last=true
   train.output_dir="$out/bf16" debug.kill_at_step=5 || true
 python3 tools/pretrain.py "${common[@]}" train.amp=bf16 train.channels_last=true train.checkpoint_every=2 \
   train.output_dir="$out/bf16" --resume auto 2>&1 | tail -n 3
-# 2. fp16 with the GradScaler
-python3 tools/pretrain.py "${common[@]}" train.amp=fp16 train.output_dir="$out/fp16" train.max_steps=4 2>&1 | tail -n 2
+# 2. fp16 with the GradScaler, photometric augmentation on the GPU (data.augment_on=device)
+python3 tools/pretrain.py "${common[@]}" train.amp=fp16 data.augment_on=device train.output_dir="$out/fp16" \
+  train.max_steps=4 2>&1 | tail -n 2
 # 3. NCCL + SyncBN through torchrun (one process per GPU; with one GPU this checks the wiring, not scaling)
 torchrun --standalone --nproc-per-node "$(nvidia-smi -L | wc -l)" tools/pretrain.py "${common[@]}" \
   train.output_dir="$out/ddp" train.max_steps=4 2>&1 | tail -n 3
 # 4. throughput: R2O vs BYOL img/s, ResNet-50 224², fp32 vs bf16 + channels_last; k-means on the GPU
 python3 benchmarks/gpu_throughput.py | tee "$out/throughput.md"
+# 5. the loader's GPU side: batched photometric augmentation + normalisation, img/s (a failure here must not hide 1-4)
+python3 benchmarks/gpu_augment.py 2>&1 | tee "$out/augment.txt" || echo "gpu_augment.py failed"
+# 6. loader img/s per core on this machine's idle cores (1 worker), and with 8 / 15 workers
+timeout 240 python3 benchmarks/loader.py --images 64 --batches 4 --repeats 1 --no-stages --scaling 8 15 2>&1 \
+  | tee "$out/loader.md" || echo "loader.py failed or timed out"

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """All CPU benchmarks in one run; prints a markdown table of ratios measured side by side (medians).
 
-  python benchmarks/run.py [--only step region_prior loader kmeans rss]
+  python benchmarks/run.py [--only step region_prior loader augment_diff kmeans rss]
 
 Not part of the test suite. Where a step's time goes: benchmarks/profile_step.py. The GPU measurements
-are benchmarks/gpu_throughput.py and benchmarks/gpu_check.sh (need a GPU).
+are benchmarks/gpu_throughput.py, benchmarks/gpu_augment.py and benchmarks/gpu_check.sh (need a GPU).
+``loader`` prints img/s per loader core (one worker process) for the authors'-equivalent pipeline and
+ours, and their ratio; ``augment_diff`` the per-pixel differences of our pictures from the previous ones.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import augment_diff  # noqa: E402
 import kmeans as kmeans_bench  # noqa: E402
 import loader  # noqa: E402
 import region_prior  # noqa: E402
@@ -31,6 +34,7 @@ BENCHES = {
     "step": step.run,
     "region_prior": region_prior.run,
     "loader": loader.run,
+    "augment_diff": augment_diff.run,
     "kmeans": kmeans_bench.run,
     "rss": rss.run,
 }

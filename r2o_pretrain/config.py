@@ -37,6 +37,7 @@ class DataConfig:
     min_image_size: int = 16  # smaller images are skipped with a warning
     num_workers: int = 4
     pin_memory: bool = True
+    augment_on: str = "cpu"  # cpu | device: BYOL's colour/blur/solarize in the loader workers or in the step
 
 
 @dataclass

@@ -8,7 +8,6 @@ a start offset in the sampler this lets ``--resume`` continue a killed run with 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .folder import BadImageError, DatasetError, list_images, open_rgb
+from .folder import BadImageError, DatasetError, list_images
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
 
@@ -30,7 +29,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class PretrainDataset(Dataset):
-    """Images under ``root`` → dicts with views, boxes, raw, superpixels (see TwoViewTransform).
+    """Images under ``root`` → dicts with views, boxes, raw, superpixels (see TwoViewTransform; views and
+    raw are uint8 pictures, normalised on the device by ``device_augment.batch_on_device``).
 
     A file that cannot be used is skipped with a warning naming it; the next file takes its place
     (so batch sizes stay equal across processes) and the sample records the skip in ``"skipped"``.
@@ -61,10 +61,11 @@ class PretrainDataset(Dataset):
 
     def load(self, index: int) -> dict[str, Any]:
         path = self.files[index]
-        img = open_rgb(path, self.min_image_size)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
-            out = self.transform(img)
+            # the CPU generator only: torch.manual_seed also queues CUDA/XPU/MTIA seeding, with a Python stack
+            # trace each (~1 ms per sample in a worker)
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))
+            out = self.transform.load(path, self.min_image_size)
         raw_rgb = out.pop("raw_rgb")
         out["superpixels"] = torch.from_numpy(self.superpixels.labels_for(path, raw_rgb))
         out["index"] = index
@@ -88,16 +89,19 @@ class PretrainDataset(Dataset):
         )
 
 
+STACKED = ("boxes", "superpixels", "photometric")
+PICTURES = ("views", "raw")  # uint8 [..., 3, H, W] with channels-last strides
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; ``skipped`` becomes one flat list of messages for the batch."""
-    return {
-        "views": torch.stack([s["views"] for s in samples]),
-        "boxes": torch.stack([s["boxes"] for s in samples]),
-        "raw": torch.stack([s["raw"] for s in samples]),
-        "superpixels": torch.stack([s["superpixels"] for s in samples]),
-        "index": torch.tensor([s["index"] for s in samples]),
-        "skipped": [m for s in samples for m in s["skipped"]],
-    }
+    """Stack tensors (views and raw stay uint8: ``device_augment.batch_on_device`` makes them float on the
+    device); ``skipped`` becomes one flat list of messages for the batch."""
+    batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in STACKED if k in samples[0]}
+    for k in PICTURES:  # stacked in their channels-last layout (a plain copy, no transpose)
+        batch[k] = torch.stack([s[k].movedim(-3, -1) for s in samples]).movedim(-1, -3)
+    batch["index"] = torch.tensor([s["index"] for s in samples])
+    batch["skipped"] = [m for s in samples for m in s["skipped"]]
+    return batch
 
 
 class ResumableSampler(DistributedSampler):
@@ -159,4 +163,3 @@ def build_loader(
         persistent_workers=False,
     )
     return loader, sampler
-

@@ -59,7 +59,9 @@ class SceneGenerator:
         h, w = source.shape[:2]
         side = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = resize(source[y : y + side, x : x + side], (self.size, self.size), preserve_range=True, anti_aliasing=True)
+        crop = resize(
+            source[y : y + side, x : x + side], (self.size, self.size), preserve_range=True, anti_aliasing=True
+        )
         if tint:
             crop = crop * rng.uniform(0.6, 1.2, size=3)
         return np.clip(crop, 0, 255).astype(np.uint8)
@@ -120,8 +122,15 @@ def write_demo_dataset(
     }
     fg = [gen.scene(rng, 1, min_visible=1) for _ in range(n_fg)]
     voc = out / "voc"
-    for d in ("images", "images_val", "voc/JPEGImages", "voc/SegmentationClass", "voc/ImageSets/Segmentation",
-              "fg_masks/images", "fg_masks/masks"):
+    for d in (
+        "images",
+        "images_val",
+        "voc/JPEGImages",
+        "voc/SegmentationClass",
+        "voc/ImageSets/Segmentation",
+        "fg_masks/images",
+        "fg_masks/masks",
+    ):
         (out / d).mkdir(parents=True, exist_ok=True)
     pal = voc_palette()
     for split, scenes in splits.items():
@@ -137,8 +146,15 @@ def write_demo_dataset(
         Image.fromarray(scene.image).save(out / "fg_masks/images" / f"fg_{i:04d}.jpg", quality=92)
         mask = scene.instances[0].mask if scene.instances else np.zeros(scene.image.shape[:2], bool)
         save_fg_mask(mask, out / "fg_masks/masks" / f"fg_{i:04d}.png")
-    meta = {"version": VERSION, "n_train": n_train, "n_val": n_val, "n_fg": n_fg, "size": size, "seed": seed,
-            "classes": list(CLASSES)}
+    meta = {
+        "version": VERSION,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_fg": n_fg,
+        "size": size,
+        "seed": seed,
+        "classes": list(CLASSES),
+    }
     (out / "demo.json").write_text(json.dumps(meta, indent=1))
     return out
 

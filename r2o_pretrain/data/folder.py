@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,16 +95,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_rgb(path: str, min_size: int = 1) -> Image.Image:
-    """Decode ``path`` fully into an RGB image, or raise BadImageError naming the file and the reason."""
+def open_rgb(
+    path: str, min_size: int = 1, draft: Callable[[tuple[int, int]], tuple[int, int] | None] | None = None
+) -> Image.Image:
+    """Decode ``path`` fully into an RGB image, or raise BadImageError naming the file and the reason.
+
+    ``draft(size)``, given the stored (width, height), may return the smallest (width, height) the caller
+    needs: a JPEG is then decoded at 1/2, 1/4 or 1/8 scale where that still covers it (PIL's
+    ``Image.draft``, a scaled IDCT: less work than decoding everything and resizing). ``min_size``
+    applies to the stored size.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                stored = img.size
+                request = draft(stored) if draft is not None else None
+                if request is not None and img.format == "JPEG":
+                    img.draft(None, request)
                 img.load()
                 rgb = _to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise BadImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    if min(rgb.size) < min_size:
-        raise BadImageError(f"{path}: image is {rgb.size[0]}x{rgb.size[1]}, smaller than data.min_image_size={min_size}")
+    if min(stored) < min_size:
+        raise BadImageError(f"{path}: image is {stored[0]}x{stored[1]}, smaller than data.min_image_size={min_size}")
     return rgb

@@ -25,6 +25,7 @@ from ..config import Config, ConfigError
 from ..curriculum import k_at
 from ..data.dataset import PretrainDataset, build_loader
 from ..data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from ..data.device_augment import batch_on_device, normalize_images
 from ..data.superpixels import SuperpixelCache
 from ..data.views import TwoViewTransform
 from ..model.r2o import R2O
@@ -85,7 +86,7 @@ def build_dataset(cfg: Config, root: str) -> PretrainDataset:
     d = cfg.data
     return PretrainDataset(
         root,
-        TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio)),
+        TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio), augment_on=d.augment_on),
         SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness),
         seed=cfg.train.seed,
         min_image_size=d.min_image_size,
@@ -222,10 +223,7 @@ class Trainer:
     def train_step(self, batch: dict, k: int) -> tuple[float, dict]:
         dev = self.device
         nb = dev.type == "cuda"
-        views = batch["views"].to(dev, non_blocking=nb)
-        raw = batch["raw"].to(dev, non_blocking=nb)
-        boxes = batch["boxes"].to(dev, non_blocking=nb)
-        superpixels = batch["superpixels"].to(dev, non_blocking=nb)
+        views, boxes, raw, superpixels = batch_on_device(batch, dev, non_blocking=nb)  # uint8 → normalised here
         lr = warmup_cosine_lr(self.step, self.total_steps, self.warmup_steps, self.peak_lr)
         lr *= k_lr_factor(k, self.cfg.optim.lr_k_scaling)
         set_lr(self.optimizer, lr)
@@ -356,7 +354,7 @@ class Trainer:
     def write_regions_png(self, ks: tuple[int, ...] = (32, 16, 8, 4), rows: int = 4) -> Path:
         """image | superpixels | refined masks at several K, from the trained target encoder."""
         samples = [self.dataset[i] for i in range(min(rows, len(self.dataset)))]
-        raw = torch.stack([s["raw"] for s in samples]).to(self.device)
+        raw = normalize_images(torch.stack([s["raw"] for s in samples]).to(self.device))
         sp = torch.stack([s["superpixels"] for s in samples]).to(self.device)
         grid = regions_picture(self.model.target_encoder, raw, sp, ks, self.cfg.model.kmeans_iters)
         return save_png(grid, self.out / "regions.png")

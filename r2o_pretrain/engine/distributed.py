@@ -1,7 +1,8 @@
 """The one place that knows about torch.distributed: torchrun's environment → process group, device.
 
 Multi-node runs use torchrun's own flags (``--nnodes --node-rank --rdzv-endpoint``); nothing here
-replaces them.
+replaces them. Elastic restarts (``torchrun --max-restarts N``) start every worker afresh: with
+``--resume auto`` they continue from the last checkpoint (tests/test_scale.py kills a worker to check it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def all_true(flag: bool, info: DistInfo) -> bool:
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0)
+
+
+def any_true(flag: bool, info: DistInfo) -> bool:
+    """True on every process if ``flag`` is True on any process (one all-reduce of one number)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 

@@ -389,7 +389,9 @@ def _fake_slurm(tmp_path: Path, srun_body: str) -> dict[str, str]:
     """srun and scontrol stand-ins on PATH (no SLURM here): srun runs srun_body, scontrol logs requeues."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text(f'#!/bin/bash\necho "$@" > "{tmp_path}/srun_args"\n{srun_body}\n')
+    (bin_dir / "srun").write_text(
+        f'#!/bin/bash\necho "$@" > "{tmp_path}/srun_args"\nenv > "{tmp_path}/srun_env"\n{srun_body}\n'
+    )
     (bin_dir / "scontrol").write_text(
         f'#!/bin/bash\nif [ "$1" = show ]; then echo node001; echo node002; else echo "$@" >> "{tmp_path}/requeued"; fi\n'
     )
@@ -422,6 +424,7 @@ def test_pretrain_sbatch_requeues_only_a_preempted_run(tmp_path):
     ]:
         assert needed in srun_args
     assert srun_args.rstrip().endswith(f"tools/pretrain.py --output-dir {out} --resume auto data.root=/x")
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in (tmp_path / "srun_env").read_text().splitlines()
 
     crashed = tmp_path / "crashed"
     crashed.mkdir()

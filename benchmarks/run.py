@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """All CPU benchmarks in one run; prints a markdown table of ratios measured side by side (medians).
 
-  python benchmarks/run.py [--only step region_prior loader augment_diff kmeans rss]
+  python benchmarks/run.py [--only step region_prior cache loader augment_diff kmeans rss]
 
 Not part of the test suite. Where a step's time goes: benchmarks/profile_step.py. The GPU measurements
 are benchmarks/gpu_throughput.py, benchmarks/gpu_augment.py and benchmarks/gpu_check.sh (need a GPU).
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import augment_diff  # noqa: E402
 import kmeans as kmeans_bench  # noqa: E402
 import loader  # noqa: E402
+import region_cache  # noqa: E402
 import region_prior  # noqa: E402
 import rss  # noqa: E402
 import step  # noqa: E402
@@ -33,6 +34,7 @@ from common import table  # noqa: E402
 BENCHES = {
     "step": step.run,
     "region_prior": region_prior.run,
+    "cache": region_cache.run,
     "loader": loader.run,
     "augment_diff": augment_diff.run,
     "kmeans": kmeans_bench.run,

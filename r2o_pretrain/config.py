@@ -7,6 +7,7 @@ The defaults are the paper's ImageNet settings (R2O_METHOD.md) except where a fi
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,9 @@ class TrainConfig:
     max_steps: int = -1  # stop after this many steps in total (-1: all epochs)
     regions_png: bool = True  # write regions.png at the end
     compile: bool = False  # torch.compile the encoders in place (meant for GPU; first steps compile)
+    # on these signals: finish the step, checkpoint, exit (0 under torchrun, 75 alone); [] to turn off
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
+    keep_every_epochs: int = 100  # keep checkpoints/epoch_NNNN.pth every this many epochs (0: only last.pth)
 
 
 @dataclass
@@ -240,12 +244,21 @@ def validate(cfg: Config) -> None:
     need(t.amp in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16, got '{t.amp}'")
     need(t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got '{t.device}'")
     need(t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and checkpoint_every must be >= 1")
+    need(t.keep_every_epochs >= 0, f"train.keep_every_epochs must be >= 0, got {t.keep_every_epochs}")
+    bad = [n for n in t.preempt_signals if str(n) in ("SIGKILL", "SIGSTOP") or not _is_signal_name(str(n))]
+    need(
+        not bad, f"train.preempt_signals: {bad} cannot be caught; name signals like [SIGTERM, SIGUSR1] (or [] for none)"
+    )
     need(o.optimizer in ("lars", "sgd"), f"optim.optimizer must be lars or sgd, got '{o.optimizer}'")
     need(o.base_lr > 0, f"optim.base_lr must be > 0, got {o.base_lr}")
     need(0 <= o.base_tau <= 1, f"optim.base_tau must be in [0, 1], got {o.base_tau}")
     need(o.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
     need(m.mask_area_threshold >= 0, "model.mask_area_threshold must be >= 0")
     need(m.kmeans_iters >= 1, "model.kmeans_iters must be >= 1")
+
+
+def _is_signal_name(name: str) -> bool:
+    return name.startswith("SIG") and isinstance(getattr(signal, name, None), signal.Signals)
 
 
 def describe_keys() -> str:

@@ -5,7 +5,9 @@ does not run SLIC inside the loader.
 Takes the same --config and key=value settings as tools/pretrain.py; the cache entries it writes are
 exactly the ones training reads (same raw view, data.n_segments, data.slic_compactness,
 data.superpixel_cache). Unreadable files are listed and skipped, as training skips them. Re-running
-is cheap: cached files are only checked.
+is cheap: cached files are only checked, and entries of the earlier int16 .npy format are converted to
+the compact one (~3 KB per 224² entry instead of 100 KB). Keys hold paths relative to data.root, so a
+cache filled on one machine serves every machine that mounts the same data, at any path.
 
 Examples:
   python tools/cache_superpixels.py                                   # the demo config
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {message}", file=sys.stderr)
     print(
         f"done in {seconds:.1f} s: {counts['computed']} computed, {counts['cached']} already cached, "
+        f"{counts['converted']} converted from the earlier .npy format, "
         f"{counts['repaired']} corrupt entries recomputed, {counts['unreadable']} unreadable (skipped)"
     )
     return 0

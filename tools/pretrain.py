@@ -11,6 +11,10 @@ Examples:
   python tools/pretrain.py train.epochs=2 model.method=detcon --output-dir runs/detcon
   python tools/pretrain.py --resume auto               # continue the run in --output-dir
   torchrun --nproc-per-node 8 tools/pretrain.py --config ...   # DDP; multi-node with torchrun's flags
+
+Exit codes: 0 done (and a torchrun worker stopped by a preemption signal), 2 unusable settings, data or
+checkpoint, 3 the loss became NaN/inf, 75 stopped by a preemption signal (train.preempt_signals) after
+writing its checkpoint: continue with --resume auto (README, "GPUs and many nodes").
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from .folder import BadImageError, open_rgb
 class RawViewSuperpixels(Dataset):
     """index → (status, message): ensures the cache holds the SLIC labels of that file's raw view.
 
-    status is ``cached`` (already there), ``computed`` (written now), ``repaired`` (a corrupt entry
-    rewritten) or ``unreadable`` (the file is skipped; training would skip it too).
+    status is ``cached`` (already there), ``converted`` (an entry of the earlier .npy format rewritten in
+    the compact one), ``computed`` (written now), ``repaired`` (a corrupt entry rewritten) or
+    ``unreadable`` (the file is skipped; training would skip it too).
     """
 
     def __init__(self, dataset: PretrainDataset, indices: list[int]) -> None:
@@ -36,10 +37,10 @@ class RawViewSuperpixels(Dataset):
         d = self.dataset
         path = d.files[self.indices[i]]
         cache = d.superpixels
-        repaired_before = cache.repaired
+        repaired_before, converted_before = cache.repaired, cache.converted
         try:
             if cache.read(path, d.transform.raw_size) is not None:  # a warm entry: no need to decode the image
-                return "cached", ""
+                return ("converted" if cache.converted > converted_before else "cached"), ""
         except OSError as exc:  # the file vanished or cannot be stat'ed since it was listed
             return "unreadable", f"{path}: {exc}"
         try:

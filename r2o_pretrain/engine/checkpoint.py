@@ -2,16 +2,22 @@
 
 A checkpoint holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)``. Writes are atomic: a killed run leaves the previous file intact.
+Retention: ``last.pth`` is overwritten at every save; at the end of every ``train.keep_every_epochs``-th
+epoch it is also kept as ``epoch_NNNN.pth`` (a hard link to the same bytes, so keeping costs no write).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+logger = logging.getLogger("r2o")
 
 FORMAT = "r2o-pretrain"
 FORMAT_VERSION = 1
@@ -35,6 +41,43 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def kept_checkpoint_path(last: str | os.PathLike, epoch: int) -> Path:
+    """Where the checkpoint at the end of ``epoch`` (1-based count of finished epochs) is kept."""
+    return Path(last).parent / f"epoch_{epoch:04d}.pth"
+
+
+def save_checkpoint(
+    state: dict[str, Any], last: str | os.PathLike, steps_per_epoch: int, keep_every_epochs: int
+) -> Path | None:
+    """Write ``state`` atomically to ``last``; when its step ends epoch E and E is a multiple of
+    ``keep_every_epochs`` (> 0), also keep it as ``epoch_E.pth``. Returns the kept path, or None."""
+    atomic_save(state, last)
+    step = int(state["step"])
+    if keep_every_epochs <= 0 or step == 0 or step % steps_per_epoch:
+        return None
+    epoch = step // steps_per_epoch
+    if epoch % keep_every_epochs:
+        return None
+    kept = kept_checkpoint_path(last, epoch)
+    _atomic_link_or_copy(Path(last), kept)
+    logger.info("kept checkpoint of epoch %d: %s", epoch, kept)
+    return kept
+
+
+def _atomic_link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes the bytes of ``src``: a hard link where the filesystem has them, else a copy."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here (some network and object-store filesystems)
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def training_state(

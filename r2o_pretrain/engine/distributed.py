@@ -1,16 +1,24 @@
 """The one place that knows about torch.distributed: torchrun's environment → process group, device.
 
 Multi-node runs use torchrun's own flags (``--nnodes --node-rank --rdzv-endpoint``); nothing here
-replaces them.
+replaces them. Elastic restarts (``torchrun --max-restarts N``) start every worker afresh: with
+``--resume auto`` they continue from the last checkpoint (tests/test_scale.py kills a worker to check it).
+They need ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in torchrun's environment: by default torchrun keeps
+one store for all attempts, and a restarted worker can read the previous attempt's addresses from it and
+fail to connect (pytorch/pytorch#135712, #167288; seen here with gloo).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+logger = logging.getLogger("r2o")
 
 
 @dataclass
@@ -46,8 +54,18 @@ def init_distributed(preference: str = "auto") -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
+        if shared_store_with_restarts(os.environ) and rank == 0:
+            logger.warning(
+                "torchrun --max-restarts with its shared rendezvous store: a restarted group can fail to connect "
+                "(stale addresses of the previous attempt). Set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for torchrun."
+            )
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank, world_size, local_rank, device)
+
+
+def shared_store_with_restarts(env: Mapping[str, str]) -> bool:
+    """Whether torchrun restarts this group in place while sharing one rendezvous store across attempts."""
+    return env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
 
 
 def all_true(flag: bool, info: DistInfo) -> bool:
@@ -56,6 +74,15 @@ def all_true(flag: bool, info: DistInfo) -> bool:
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0)
+
+
+def any_true(flag: bool, info: DistInfo) -> bool:
+    """True on every process if ``flag`` is True on any process (one all-reduce of one number)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 

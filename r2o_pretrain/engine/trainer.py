@@ -31,9 +31,10 @@ from ..data.views import TwoViewTransform
 from ..model.r2o import R2O
 from ..optim import build_optimizer, k_lr_factor, scaled_base_lr, set_lr, target_momentum, warmup_cosine_lr
 from ..viz import denormalize, region_grid, regions_picture, save_png
-from .checkpoint import CheckpointError, atomic_save, load_training_state, training_state
+from .checkpoint import CheckpointError, atomic_save, load_training_state, save_checkpoint, training_state
 from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
 from .logging import MetricsLog, setup_logging
+from .preemption import PreemptionGuard
 
 logger = logging.getLogger("r2o")
 
@@ -87,7 +88,7 @@ def build_dataset(cfg: Config, root: str) -> PretrainDataset:
     return PretrainDataset(
         root,
         TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio), augment_on=d.augment_on),
-        SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness),
+        SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root),
         seed=cfg.train.seed,
         min_image_size=d.min_image_size,
     )
@@ -206,7 +207,7 @@ class Trainer:
                 "Lower optim.base_lr or use train.amp=none."
             )
         if self.info.is_main:
-            atomic_save(
+            save_checkpoint(
                 training_state(
                     self.model.state_dict(),
                     self.optimizer.state_dict(),
@@ -216,6 +217,8 @@ class Trainer:
                     {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else None,
                 ),
                 self.checkpoint_path,
+                self.steps_per_epoch,
+                self.cfg.train.keep_every_epochs,
             )
         barrier(self.info)
 
@@ -271,6 +274,8 @@ class Trainer:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
         skipped_total = 0
         self.model.train()
+        preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
+        preemption.install(self.loader)
         try:
             epoch = self.step // self.steps_per_epoch
             while self.step < self.stop_step:
@@ -321,6 +326,9 @@ class Trainer:
                         os.kill(os.getpid(), signal.SIGKILL)
                     if self.step >= self.stop_step:
                         break
+                    if preemption.stop_requested():  # all ranks agree, after the same step
+                        self._save(epoch)
+                        preemption.exit(self.step, self.checkpoint_path)
                 bar.close()
                 if self.step % self.steps_per_epoch == 0:
                     epoch += 1
@@ -332,6 +340,7 @@ class Trainer:
                 logger.warning("%d unreadable images were skipped in this run (see the warnings above)", skipped_total)
             return TrainResult(self.out, self.step, self.checkpoint_path, export, png, losses)
         finally:
+            preemption.uninstall()
             metrics.close()
             cleanup(info)
 

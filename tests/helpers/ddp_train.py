@@ -1,5 +1,7 @@
-"""Run under torchrun by test_trainer.py: trains a few steps with DDP (gloo), then every rank saves
-its online weights so the test can check that the replicas stayed identical."""
+"""Run under torchrun by test_trainer.py and test_scale.py: trains a few steps with DDP (gloo), then every
+rank saves its online weights so the test can check that the replicas stayed identical.
+
+  ddp_train.py OUT_DIR [--resume auto|PATH] key=value ..."""
 
 import sys
 from pathlib import Path
@@ -14,8 +16,11 @@ from r2o_pretrain.engine.trainer import Trainer  # noqa: E402
 
 def main() -> None:
     out_dir, overrides = sys.argv[1], sys.argv[2:]
+    resume = None
+    if overrides[:1] == ["--resume"]:
+        resume, overrides = overrides[1], overrides[2:]
     cfg = load_config(None, overrides)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, resume)
     rank, world = trainer.info.rank, trainer.info.world_size
     model = trainer.model
     trainer.fit()

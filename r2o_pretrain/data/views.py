@@ -64,6 +64,7 @@ class TwoViewTransform:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     blur: str = "pil"  # pil | torchvision
+    flip_prob: float = 0.5  # the authors' code always flips both views (a bug): 1.0
 
     def __post_init__(self) -> None:
         self.photometric = (
@@ -81,7 +82,7 @@ class TwoViewTransform:
         views, boxes = [], []
         for v in range(2):
             i, j, h, w = T.RandomResizedCrop.get_params(img, list(self.scale), list(self.ratio))
-            flip = bool(torch.rand(1).item() < 0.5)
+            flip = bool(torch.rand(1).item() < self.flip_prob)
             view = TF.resized_crop(img, i, j, h, w, [self.view_size, self.view_size], InterpolationMode.BICUBIC)
             if flip:
                 view = TF.hflip(view)

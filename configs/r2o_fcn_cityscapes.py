@@ -1,4 +1,4 @@
-# FCN on Cityscapes from an R2O backbone — the R2O protocol (R2O_METHOD.md): the VOC FCN without the
+# FCN on Cityscapes from an R2O backbone — the R2O protocol (docs/method.md): the VOC FCN without the
 # auxiliary head, crop 769, 160 epochs, SGD lr 0.04 (weight decay 1e-4), steps at epochs 112 / 144,
 # batch 16 (8 GPUs x 2), align_corners, SyncBN. Published: R2O 300ep 76.6 mIoU.
 #

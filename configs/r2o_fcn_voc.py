@@ -1,4 +1,4 @@
-# FCN on PASCAL VOC 2012 (+aug) from an R2O backbone — the R2O/DetCon protocol (R2O_METHOD.md):
+# FCN on PASCAL VOC 2012 (+aug) from an R2O backbone — the R2O/DetCon protocol (docs/method.md):
 # dilated ResNet-50 (V1b, style pytorch, strides 1,2,2,1, dilations 1,1,1,2, contract dilation),
 # FCN head (2 convs, dilation 6, concat input), auxiliary FCN head on layer3 (weight 0.2), crop 513,
 # 30k iterations, SGD lr 0.01, weight decay 1e-4, steps at 21k / 27k, batch 16 (8 GPUs x 2), SyncBN.

@@ -1,6 +1,7 @@
 """Every pretraining setting in one place: dataclasses, YAML loading, ``key=value`` overrides, validation.
 
-The defaults are the paper's ImageNet settings (R2O_METHOD.md) except where a field says otherwise;
+The defaults are the authors' ImageNet recipe (docs/method.md), except for the departures that
+docs/method.md lists, each of which is a key here that can bring the authors' behaviour back;
 ``configs/pretrain/demo.yaml`` shrinks them for a CPU run on the bundled demo scenes.
 """
 
@@ -14,8 +15,12 @@ from typing import Any
 
 import yaml
 
+from .schedules import SCHEDULES
+
 METHODS = ("r2o", "detcon", "byol")
-SCHEDULES = ("cosine", "linear", "piecewise", "constant")
+SLIC_INPUTS = ("uint8", "normalized")
+SUPERPIXEL_POOLINGS = ("exact", "official")
+LABEL_MAPS = ("nearest", "official")
 DEPTHS = (18, 34, 50, 101, 152)
 
 
@@ -34,6 +39,10 @@ class DataConfig:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     n_segments: int = 100  # SLIC segments on the raw view
     slic_compactness: float = 10.0
+    # departure: SLIC on the uint8 picture; "normalized": on the ImageNet-normalised float raw view (authors)
+    slic_input: str = "uint8"
+    flip_prob: float = 0.5  # departure: the authors' code flips both views always (a bug), i.e. 1.0
+    num_examples: int = -1  # images per epoch for --dry-run without listing data.root (-1: list it)
     superpixel_cache: str = "~/.cache/r2o/superpixels"  # "" disables the on-disk cache
     min_image_size: int = 16  # smaller images are skipped with a warning
     num_workers: int = 4
@@ -48,10 +57,17 @@ class ModelConfig:
     projector_hidden: int = 4096
     projector_out: int = 256
     predictor_hidden: int = 4096
-    kmeans_iters: int = 10  # Lloyd iterations after k-means++ init
+    kmeans_iters: int = 200  # at most this many Lloyd iterations after k-means++ init (authors: 200)
+    kmeans_until_converged: bool = True  # stop when the assignment repeats; false: exactly kmeans_iters
     superpixel_only_above: int = 128  # K above this: no refinement, the superpixels are the masks
     mask_area_threshold: float = 1e-3  # a mask counts if its roi-aligned mass is above this in both views
-    nearest_label_resize: bool = True  # False: the official bilinear-then-argmax resize (stray boundary ids)
+    pool_area_floor: float = 1.0  # mask pooling divides by max(area, this) (authors: 1; 0: true mean)
+    # departure: "exact" pools c4 by exact pixel counts over the superpixels an image has; "official":
+    # bilinear 14x14 one-hot, max(area,1), every slot clustered (zero vectors included)
+    superpixel_pooling: str = "exact"
+    # departure: "nearest" resize of the label map; "official": bilinear x id, summed, truncated
+    # (bilinear + argmax on the superpixels-only path)
+    label_map: str = "nearest"
 
 
 @dataclass
@@ -59,17 +75,18 @@ class CurriculumConfig:
     schedule: str = "cosine"  # cosine | linear | piecewise | constant
     k_start: int = 128
     k_end: int = 4
-    epochs: int = -1  # epochs over which K moves from k_start to k_end; -1: the whole run
+    start_epoch: int = 0  # K = k_start up to this epoch (epochs are numbered 1..E)
+    epochs: int = -1  # the epoch from which K = k_end; -1: the last epoch of the run
     milestones: list[list[int]] = field(default_factory=list)  # piecewise: [[epoch, K], ...]
 
 
 @dataclass
 class OptimConfig:
-    base_lr: float = 0.3  # lr = base_lr * global_batch / 256 (* K / 16 with lr_k_scaling)
+    base_lr: float = 0.3  # max lr = base_lr * global_batch / 256 (* K / 16 with lr_k_scaling)
     weight_decay: float = 1e-6
     momentum: float = 0.9
     trust_coefficient: float = 1e-3  # LARS eta
-    warmup_epochs: float = 3.0
+    warmup_epochs: float = 3.0  # warm-up steps = warmup_epochs * N // global_batch
     lr_k_scaling: bool = True  # the published "lr fix": multiply the lr by K/16
     base_tau: float = 0.99  # target EMA momentum at step 0, cosine to 1
     optimizer: str = "lars"  # lars | sgd (sgd: same groups, no layer-wise adaptation)
@@ -255,6 +272,14 @@ def validate(cfg: Config) -> None:
     need(o.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
     need(m.mask_area_threshold >= 0, "model.mask_area_threshold must be >= 0")
     need(m.kmeans_iters >= 1, "model.kmeans_iters must be >= 1")
+    need(m.pool_area_floor >= 0, "model.pool_area_floor must be >= 0")
+    need(d.slic_input in SLIC_INPUTS, f"data.slic_input must be one of {SLIC_INPUTS}, got '{d.slic_input}'")
+    need(0 <= d.flip_prob <= 1, f"data.flip_prob must be in [0, 1], got {d.flip_prob}")
+    need(
+        m.superpixel_pooling in SUPERPIXEL_POOLINGS,
+        f"model.superpixel_pooling must be one of {SUPERPIXEL_POOLINGS}, got '{m.superpixel_pooling}'",
+    )
+    need(m.label_map in LABEL_MAPS, f"model.label_map must be one of {LABEL_MAPS}, got '{m.label_map}'")
 
 
 def _is_signal_name(name: str) -> bool:

@@ -14,8 +14,10 @@ def normalized_mse(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 def masked_byol_loss(p: torch.Tensor, z: torch.Tensor, counted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean normalised MSE over the counted masks.
 
-    p: float[B,M,D] online predictions of one view; z: float[B,M,D] target projections of the other;
-    counted: bool[B,M], True where the mask has area in *both* views (the overlap indicator).
+    p: float[N,M,D] online predictions; z: float[N,M,D] target projections of the *other* view, row
+    by row; counted: bool[N,M], True where the mask has area in *both* views (the overlap indicator).
+    With both directions stacked (N = 2B, as R2O.forward does) this is the authors' loss: the sum
+    over both directions and counted masks divided by 2 x counted — the mean of the two directions.
     returns (loss scalar, number of counted masks as an int64 scalar). With no counted mask the loss is
     an exact zero that still depends on ``p``, so backward and DDP's gradient reduction run normally.
     """

@@ -1,8 +1,6 @@
-"""Optimiser and schedules: LARS with bias/norm exclusions, lr warm-up + cosine, K/16 scaling, EMA tau."""
+"""The optimiser: LARS with biases and norm parameters excluded (the per-step lr and tau: schedules.py)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from timm.optim import Lars
@@ -48,32 +46,7 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer '{kind}'")
 
 
-def scaled_base_lr(base_lr: float, global_batch: int) -> float:
-    """The linear scaling rule: ``base_lr * global_batch / 256``."""
-    return base_lr * global_batch / 256
-
-
-def warmup_cosine_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
-    """Linear from 0 to ``peak_lr`` over ``warmup_steps``, then cosine to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return peak_lr * step / warmup_steps
-    if total_steps <= warmup_steps:
-        return peak_lr
-    t = min((step - warmup_steps) / (total_steps - warmup_steps), 1.0)
-    return peak_lr * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def k_lr_factor(k: int, enabled: bool = True) -> float:
-    """The published "lr fix": the lr is multiplied by K/16 (off: 1)."""
-    return k / 16 if enabled else 1.0
-
-
-def target_momentum(step: int, total_steps: int, base_tau: float = 0.99) -> float:
-    """``tau = 1 - (1 - base_tau) * (cos(pi * step / total) + 1) / 2``."""
-    t = min(step / total_steps, 1.0) if total_steps > 0 else 1.0
-    return 1 - (1 - base_tau) * (math.cos(math.pi * t) + 1) / 2
-
-
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group gets ``lr`` (as in the authors' code)."""
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,3 +67,30 @@ def r2o_checkpoint(demo_dir, tmp_path_factory) -> Path:
     r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2))
     assert r.returncode == 0, r.stderr[-2000:]
     return out / "checkpoints/last.pth"
+
+
+def official_checkpoint(net: nn.Module) -> dict:
+    """A checkpoint in the authors' real layout around torchvision ResNet ``net``'s weights.
+
+    ``{config, epoch, steps, model, optimizer, amp}``; ``model`` keys are ``module.``-prefixed:
+    ``online_network.encoder.{0,1,4-7}.*`` (net's weights), ``online_network.projetion.*`` (sic),
+    ``target_network.*`` (all ones, to tell it apart), ``predictor.*``, and ``_fpn.{0..7}.*``, a second
+    copy of the target encoder (all twos here) that makes a strict reload fail.
+    """
+    encoder = nn.Sequential(*list(net.children())[:-2])
+    model = {}
+    for k, v in encoder.state_dict().items():
+        model[f"module.online_network.encoder.{k}"] = v
+        model[f"module.target_network.encoder.{k}"] = v * 0 + 1 if v.is_floating_point() else v
+        model[f"module._fpn.{k}"] = v * 0 + 2 if v.is_floating_point() else v
+    for prefix in ("online_network.projetion", "target_network.projetion", "predictor"):
+        model[f"module.{prefix}.net.0.weight"] = torch.zeros(8, 8)
+        model[f"module.{prefix}.net.1.running_mean"] = torch.zeros(8)
+    return {
+        "config": {"trainer": {"total_epochs": 300}, "model": {"backbone": {"type": "resnet50"}}},
+        "epoch": 300,
+        "steps": 93600,
+        "model": model,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "momentum": 0.9, "params": [0, 1]}]},
+        "amp": {"loss_scaler0": {"loss_scale": 1.0, "unskipped": 0}},
+    }

@@ -1,35 +1,82 @@
+"""The authors' recipe, pinned with numbers taken from its written formulas (docs/method.md), not from our code."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from r2o_pretrain.curriculum import k_at
+from r2o_pretrain.config import load_config
 from r2o_pretrain.loss import masked_byol_loss, overlap_indicator
-from r2o_pretrain.optim import build_optimizer, split_decay_groups, target_momentum, warmup_cosine_lr
+from r2o_pretrain.optim import build_optimizer, split_decay_groups
+from r2o_pretrain.schedules import TrainingPlan, curriculum_k, half_cosine, plan_from_config, target_momentum
+
+# the published table for epochs [0,300], K [128,4] (quarter cosine, epochs numbered 1..300)
+K_TABLE = {1: 127, 50: 123, 100: 111, 150: 91, 200: 66, 225: 51, 250: 36, 262: 28, 275: 20, 290: 10, 299: 4, 300: 4}
+
+IMAGENET = dict(num_examples=1281167, world_size=128, batch_size=32, epochs=300)
 
 
-@pytest.mark.parametrize(
-    "epoch,expected",
-    # int(4 + 124 * (1 + cos(pi * e / 300)) / 2), the published cosine curriculum
-    [(0, 128), (100, 97), (150, 66), (200, 35), (299, 4), (300, 4)],
-)
-def test_cosine_curriculum_matches_formula(epoch, expected):
-    assert k_at(epoch, "cosine", 300, 128, 4) == expected
+@pytest.mark.parametrize("epoch,expected", sorted(K_TABLE.items()))
+def test_cosine_curriculum_is_the_authors_quarter_cosine(epoch, expected):
+    assert curriculum_k(epoch, "cosine", (0, 300), (128, 4)) == expected
 
 
 def test_other_schedules():
-    assert k_at(150, "linear", 300, 128, 4) == 66
-    assert k_at(0, "linear", 300, 128, 4) == 128
-    assert k_at(50, "constant", 300, 16, 4) == 16
+    assert curriculum_k(150, "half_cosine", (0, 300), (128, 4)) == 66  # the lr-style curve: a departure
+    assert curriculum_k(225, "half_cosine", (0, 300), (128, 4)) == 22
+    assert curriculum_k(150, "linear", (0, 300), (128, 4)) == 66
+    assert curriculum_k(0, "linear", (0, 300), (128, 4)) == 128
+    assert curriculum_k(50, "constant", (0, 300), (16, 4)) == 16
+    assert curriculum_k(150, "cosine", (0, 300), (4, 128)) == 91  # increasing: x = pi/2 - x, same curve mirrored
+    assert curriculum_k(1, "cosine", (0, 300), (4, 128)) == 4
+    assert curriculum_k(10, "constant", (0, 300), (0, 4)) == 1  # K < 1 means 1
     ms = [[0, 256], [100, 64], [200, 8]]
-    assert [k_at(e, "piecewise", 300, 0, 0, ms) for e in (0, 99, 100, 250)] == [256, 256, 64, 8]
+    assert [curriculum_k(e, "piecewise", (0, 300), (0, 0), ms) for e in (1, 99, 100, 250)] == [256, 256, 64, 8]
 
 
-def test_loss_zero_for_identical_outputs():
-    p = torch.randn(2, 3, 8)
-    loss, n = masked_byol_loss(p, p.clone(), torch.ones(2, 3, dtype=torch.bool))
-    assert n == 6 and loss.abs() < 1e-6
+def test_imagenet_plan_equals_the_written_formulas():
+    plan = TrainingPlan(**IMAGENET)
+    n, gb = 1281167, 4096
+    assert plan.global_batch == gb and plan.max_lr == pytest.approx(0.3 * 4096 / 256)
+    w, t = 3 * n // gb, 300 * n // gb
+    assert (plan.warmup_steps, plan.total_steps, plan.steps_per_epoch) == (w, t, 312) == (938, 93835, 312)
+    assert plan.at(0).lr == 0.0  # 0 at the first step
+    assert plan.at(469).lr == pytest.approx(469 / 938 * 4.8 * 127 / 16)  # mid warm-up, epoch 2: K=127
+    assert plan.at(938).lr == pytest.approx(4.8 * 127 / 16)  # first step after warm-up (epoch 4)
+    last = plan.run_steps - 1
+    assert last == 93599 and plan.at(last).epoch == 300 and plan.at(last).k == 4
+    expected_last = 4.8 * 0.5 * (1 + math.cos(math.pi * (93599 - 938) / (93835 - 938))) * 4 / 16
+    assert plan.at(last).lr == pytest.approx(expected_last, rel=1e-12)
+    assert plan.at(0).tau == pytest.approx(0.99)
+    s = 46917
+    assert plan.at(s).tau == pytest.approx(1 - 0.01 * (math.cos(math.pi * s / 93835) + 1) / 2, rel=1e-15)
+    assert plan.at(312 * 149).k == 91 and plan.at(312 * 149 - 1).k == 92  # epoch 150 starts at step 46488
+    assert [r["k"] for r in plan.rows() if r["epoch"] in K_TABLE] == list(K_TABLE.values())
+
+
+def test_superpixels_only_rule_and_config_plan():
+    plan = TrainingPlan(
+        num_examples=100, world_size=1, batch_size=10, epochs=4, k_start=256, k_end=64, schedule="linear"
+    )
+    assert plan.at(0).superpixels_only and plan.at(0).k == 208 and not plan.at(39).superpixels_only
+    cfg = load_config("configs/pretrain/r2o_r50_imagenet_300ep.yaml")
+    assert plan_from_config(cfg, 1281167, 128) == TrainingPlan(**IMAGENET, milestones=(), curriculum_epochs=(0, -1))
+
+
+def test_target_momentum_and_cosine_helper():
+    assert half_cosine(0) == 1 and half_cosine(1) == pytest.approx(0) and half_cosine(0.5) == pytest.approx(0.5)
+    assert target_momentum(0, 100) == pytest.approx(0.99)
+    assert target_momentum(100, 100) == pytest.approx(1.0)
+    assert target_momentum(25, 100) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
+
+
+def test_loss_is_the_mean_over_both_directions():
+    # one counted mask, D=2; direction 1: p=[1,0] vs z=[0,1] -> |p^-z^|^2 = 2; direction 2: p=[3,0] vs z=[5,0] -> 0
+    p = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]]])  # rows: online(view1), online(view2)
+    z = torch.tensor([[[0.0, 1.0]], [[5.0, 0.0]]])  # rows: target(view2), target(view1)
+    loss, n = masked_byol_loss(p, z, torch.ones(2, 1, dtype=torch.bool))
+    assert loss.item() == pytest.approx((2 + 0) / (2 * 1)) and n == 2
 
 
 def test_loss_weights_only_overlapping_masks():
@@ -97,11 +144,25 @@ def test_lars_does_not_adapt_or_decay_excluded_group():
     assert w_step < 0.01  # LARS-adapted: trust ratio 1e-3 * |w| / (|g| + wd |w|)
 
 
-def test_schedules():
-    assert warmup_cosine_lr(0, 100, 10, 1.0) == 0.0
-    assert warmup_cosine_lr(5, 100, 10, 1.0) == 0.5
-    assert warmup_cosine_lr(10, 100, 10, 1.0) == 1.0
-    assert abs(warmup_cosine_lr(55, 100, 10, 1.0) - 0.5) < 1e-9
-    assert target_momentum(0, 100, 0.99) == pytest.approx(0.99)
-    assert target_momentum(100, 100, 0.99) == pytest.approx(1.0)
-    assert target_momentum(50, 100, 0.99) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+def test_dry_run_prints_the_imagenet_plan():
+    from conftest import run_tool
+
+    r = run_tool(
+        "tools/pretrain.py",
+        "--config",
+        "configs/pretrain/r2o_r50_imagenet_300ep.yaml",
+        "--dry-run",
+        "--world-size",
+        "128",
+        "data.num_examples=1281167",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {
+        int(line.split()[0]): line.split()
+        for line in r.stdout.splitlines()
+        if line.split()[:1] != [] and line.split()[0].isdigit()
+    }
+    assert len(rows) == 300
+    assert rows[150][1:3] == ["91", "46488..46799"]
+    assert float(rows[1][3]) == 0.0 and float(rows[300][1]) == 4
+    assert "total: 93600 steps, 383385600 images seen, effective global batch 4096" in r.stdout

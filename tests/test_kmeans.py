@@ -1,7 +1,22 @@
 import torch
 
-from r2o_pretrain.model.kmeans import kmeans
-from r2o_pretrain.model.refiner import RegionRefiner, superpixel_cell_counts, superpixel_features
+from r2o_pretrain.model.kmeans import kmeans, kmeans_with_iterations
+from r2o_pretrain.model.refiner import (
+    RegionRefiner,
+    official_superpixel_features,
+    superpixel_cell_counts,
+    superpixel_features,
+)
+
+
+def lloyd_step(x, assign, centres):
+    """One textbook Lloyd iteration (for checking the stopping rule from outside)."""
+    k = centres.shape[0]
+    new = centres.clone()
+    for c in range(k):
+        if (assign == c).any():
+            new[c] = x[assign == c].mean(0)
+    return torch.cdist(x, new).argmin(1)
 
 
 def test_kmeans_recovers_planted_clusters():
@@ -11,10 +26,23 @@ def test_kmeans_recovers_planted_clusters():
     x = centres[truth] + 0.3 * torch.randn(200, 3, generator=g)
     assign, found = kmeans(x, 4, iters=20, generator=torch.Generator().manual_seed(1))
     assert found.shape == (4, 3)
-    # same partition up to a relabelling: every true cluster maps to exactly one found cluster
     pairs = {(int(t), int(a)) for t, a in zip(truth, assign)}
     assert len(pairs) == 4
     assert len({a for _, a in pairs}) == 4
+
+
+def test_kmeans_runs_until_the_assignment_stops_changing():
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(400, 16, generator=g), dim=-1)  # no structure: slow to settle
+    assign, centres, iters = kmeans_with_iterations(x, 20, 200, torch.Generator().manual_seed(1))
+    assert 2 < iters < 200  # needed several iterations and stopped on its own
+    assert torch.equal(lloyd_step(x, assign, centres), assign)  # a fixed point: one more step changes nothing
+    # checking only every 8th iteration (the GPU setting: one host sync per check) gives the same clustering
+    a8, _, iters8 = kmeans_with_iterations(x, 20, 200, torch.Generator().manual_seed(1), check_every=8)
+    assert torch.equal(a8, assign) and iters8 % 8 == 0 and iters8 >= iters
+    # the switch: a fixed number of iterations, not a fixed point after too few
+    a3, c3, iters3 = kmeans_with_iterations(x, 20, 3, torch.Generator().manual_seed(1), until_converged=False)
+    assert iters3 == 3 and not torch.equal(lloyd_step(x, a3, c3), a3)
 
 
 def test_kmeans_caps_k_at_number_of_points():
@@ -30,6 +58,16 @@ def test_cell_counts_are_area_pooled_one_hot():
     torch.testing.assert_close(counts[0], torch.tensor([[16.0, 0, 16, 0], [0, 16, 0, 16]]))
 
 
+def test_official_superpixel_points_keep_every_slot():
+    sp = torch.zeros(2, 8, 8, dtype=torch.long)
+    sp[0, :, 4:] = 2  # image 0 uses ids 0 and 2, image 1 only id 0: slots (0,1), (1,1), (1,2) are zero vectors
+    c4 = torch.rand(2, 3, 2, 2) + 0.1
+    feats = official_superpixel_features(c4, sp)
+    assert feats.shape == (2, 3, 3)
+    assert torch.all(feats[0, 1] == 0) and torch.all(feats[1, 1:] == 0)
+    torch.testing.assert_close(feats[1, 0].norm(), torch.tensor(1.0))
+
+
 def test_refiner_groups_superpixels_by_feature():
     # four superpixel columns; columns 0,1 share one feature, columns 2,3 another
     sp = torch.arange(4).repeat_interleave(4).expand(1, 16, 16).clone()
@@ -38,7 +76,8 @@ def test_refiner_groups_superpixels_by_feature():
     c4[0, 1, :, 2:] = 1.0
     feats, valid = superpixel_features(c4, sp)
     assert valid.all()
-    labels, k = RegionRefiner(kmeans_iters=5)(c4, sp, 2, 8, torch.Generator().manual_seed(0))
-    assert k == 2 and labels.shape == (1, 8, 8)
-    assert (labels[0, :, :4] == labels[0, 0, 0]).all() and (labels[0, :, 4:] == labels[0, 0, 7]).all()
-    assert labels[0, 0, 0] != labels[0, 0, 7]
+    for pooling in ("exact", "official"):
+        labels, k = RegionRefiner(superpixel_pooling=pooling)(c4, sp, 2, 8, torch.Generator().manual_seed(0))
+        assert k == 2 and labels.shape == (1, 8, 8)
+        assert (labels[0, :, :4] == labels[0, 0, 0]).all() and (labels[0, :, 4:] == labels[0, 0, 7]).all()
+        assert labels[0, 0, 0] != labels[0, 0, 7]

@@ -1,12 +1,15 @@
 import torch
+import torch.nn.functional as F
 
 from r2o_pretrain.model.masks import mask_mass, mask_pool, view_masks
+from r2o_pretrain.model.refiner import bilinear_one_hot, paint_clusters, superpixel_label_map
 
 
-def test_mask_pool_equals_mean_over_mask():
+def test_mask_pool_equals_mean_over_masks_of_at_least_one_cell():
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 5, 4, 4, generator=g)
     masks = (torch.rand(2, 3, 16, generator=g) > 0.5).float()
+    masks[0, 0, :2] = 1  # at least one cell everywhere but the empty mask below
     masks[1, 2] = 0  # an empty mask pools to zeros
     pooled = mask_pool(feats, masks)
     assert pooled.shape == (2, 3, 5)
@@ -17,10 +20,13 @@ def test_mask_pool_equals_mean_over_mask():
             torch.testing.assert_close(pooled[b, m], expected, atol=1e-5, rtol=1e-5)
 
 
-def test_mask_pool_is_area_normalised_for_soft_masks():
-    feats = torch.arange(4.0).view(1, 1, 2, 2)
-    masks = torch.tensor([[[0.5, 0.5, 0.0, 0.0]]])
-    torch.testing.assert_close(mask_pool(feats, masks), torch.tensor([[[0.5]]]), atol=1e-5, rtol=0)
+def test_mask_smaller_than_a_cell_pools_to_area_times_mean():
+    # the authors divide by max(area, 1): a quarter-cell mask on a cell of value 8 pools to 0.25 * 8 = 2
+    feats = torch.tensor([8.0, 4.0, 0.0, 0.0]).view(1, 1, 2, 2)
+    masks = torch.tensor([[[0.25, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]]])
+    torch.testing.assert_close(mask_pool(feats, masks), torch.tensor([[[2.0], [6.0]]]))
+    # the true mean (area_floor=0) would give 8 and 6
+    torch.testing.assert_close(mask_pool(feats, masks, area_floor=0.0), torch.tensor([[[8.0], [6.0]]]))
 
 
 def planted_label_map():
@@ -30,14 +36,18 @@ def planted_label_map():
     return labels
 
 
-def test_roi_aligned_masks_follow_crop_and_flip():
+def test_roi_aligned_masks_follow_crop_and_flip_with_the_authors_alignment():
     labels = planted_label_map()
     boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5, 0.0], [0.0, 0.0, 0.5, 0.5, 1.0]]])
     masks = view_masks(labels, boxes, num_labels=2, out_size=2)  # [1,2,2,4]
+    # aligned=False: box [0,14] -> bins of 7 px, ceil(7) = 7 samples per bin at 0.5, 1.5, ..., 6.5 in
+    # pixel-index coordinates; the last reads half of pixel 6 (label 1) and half of pixel 7 (label 0):
+    # 6.5/7 per axis (aligned=True would sample pixel centres and give exactly 1)
+    inside = (6.5 / 7) ** 2
     plain = masks[0, 0, 1].view(2, 2)
     flipped = masks[0, 1, 1].view(2, 2)
-    torch.testing.assert_close(plain, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(flipped, torch.tensor([[0.0, 1.0], [0.0, 0.0]]), atol=1e-5, rtol=0)
+    assert abs(plain[0, 0] - inside) < 1e-5 and abs(flipped[0, 1] - inside) < 1e-5
+    assert plain[1, 1] < 1e-6 and flipped[1, 0] < 1e-6 and flipped[0, 0] < 0.05
     # the background label covers the rest, so each cell's masks sum to one
     torch.testing.assert_close(masks[0].sum(1), torch.ones(2, 4), atol=1e-5, rtol=0)
 
@@ -49,5 +59,24 @@ def test_roi_aligned_mask_of_region_outside_crop_is_empty():
     mass = mask_mass(masks)
     assert mass[0, 0, 1] < 1e-6  # the planted block is outside view 0
     assert mass[0, 1, 1] > 0.5  # and inside view 1 (the whole image)
-    # whole-image view: the block is the top-left cell of a 4x4 grid
-    torch.testing.assert_close(masks[0, 1, 1].view(4, 4)[0, 0], torch.tensor(1.0), atol=1e-5, rtol=0)
+
+
+def test_bilinear_one_hot_equals_interpolate_of_the_full_one_hot():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 6, (2, 32, 32), generator=g)
+    full = F.one_hot(labels, 6).permute(0, 3, 1, 2).float()
+    for size in ((8, 8), (14, 14), (5, 7)):
+        expected = F.interpolate(full, size=size, mode="bilinear", align_corners=False).flatten(2)
+        torch.testing.assert_close(bilinear_one_hot(labels, size, 6), expected, atol=1e-6, rtol=0)
+
+
+def test_official_label_map_makes_stray_boundary_ids():
+    sp = torch.zeros(1, 16, 16, dtype=torch.long)
+    sp[0, :, 6:] = 1  # boundary between columns 5 and 6: output column 1 reads pixels 5 and 6 (x4 downscale)
+    cluster_of = torch.tensor([[0, 3]])
+    nearest = paint_clusters(sp, cluster_of, 4, "nearest")
+    official = paint_clusters(sp, cluster_of, 4, "official")
+    assert set(nearest.unique().tolist()) == {0, 3}
+    assert official[0, 0].tolist() == [0, 1, 3, 3]  # int(0.5 * 0 + 0.5 * 3) = 1: an id of neither side
+    # superpixels-only path: bilinear + argmax (ties to the lower id)
+    assert superpixel_label_map(sp, 4, "official")[0, 0].tolist() == [0, 0, 1, 1]

@@ -1,6 +1,7 @@
 """End-to-end pretraining: the CLI, exact resume after a kill, DDP replicas, bad data, NaN stop."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -40,8 +41,17 @@ def test_cli_writes_checkpoint_export_logs_and_picture(full_run):
     assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
     recs = read_losses(out)
     assert len(recs) == 12  # 24 images / batch 4 = 6 steps x 2 epochs
-    # cosine curriculum 8 → 2 over 2 epochs: epoch 0 K=8, epoch 1 K=int(2 + 6 * (1 + cos(pi/2)) / 2) = 5
-    assert {recs[s]["k"] for s in range(1, 7)} == {8} and {recs[s]["k"] for s in range(7, 13)} == {5}
+    # the authors' quarter cosine 8 → 2 over epochs [0, 2]: epoch 1 K = int(cos(pi/4) * 6 + 2) = 6, epoch 2 K = 2
+    assert {recs[s]["k"] for s in range(1, 7)} == {6} and {recs[s]["k"] for s in range(7, 13)} == {2}
+    assert [recs[s]["epoch"] for s in (1, 6, 7, 12)] == [1, 1, 2, 2]
+    # 24 images, batch 4: warm-up 1 * 24 // 4 = 6 steps, T = 2 * 24 // 4 = 12; max lr 0.3 * 4 / 256, x K/16
+    assert recs[1]["lr"] == 0.0 and recs[4]["lr"] == pytest.approx(3 / 6 * 0.3 * 4 / 256 * 6 / 16)
+    assert recs[1]["tau"] == pytest.approx(0.99) and recs[7]["tau"] == pytest.approx(
+        1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2
+    )
+    # the run-health monitors are logged every step
+    for rec in recs.values():
+        assert 0 < rec["collapse_std"] < 1 and rec["masks_per_image"] > 0 and 0 < rec["mask_area"] <= 1.0
     assert "exported backbone" in r.stdout
 
 
@@ -207,3 +217,32 @@ def test_channels_last_encoder_takes_strided_views_and_matches_nchw():
     assert c4_b.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(c4_b, c4_a, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(c5_b, c5_a, rtol=1e-4, atol=1e-4)
+
+
+def test_bn_sees_both_views_at_once_and_target_gets_them_swapped():
+    """The authors' batching: online on cat([v1, v2]), target on cat([v2, v1]); one BN update per forward."""
+    from r2o_pretrain.model.r2o import R2O
+
+    torch.manual_seed(0)
+    model = R2O(depth=18, method="byol", projector_hidden=32, projector_out=16, predictor_hidden=32).train()
+    seen, bn_in = {}, []
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen.setdefault(name, inputs[0].detach().clone())
+
+        return hook
+
+    model.online_encoder.conv1.register_forward_hook(record("online"))
+    model.target_encoder.conv1.register_forward_hook(record("target"))
+    model.online_encoder.bn1.register_forward_hook(lambda m, i, o: bn_in.append(i[0].detach().clone()))
+    b = 3
+    views = torch.randn(b, 2, 3, 64, 64)
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0, 1.0]]).expand(b, 2, 5)
+    out = model(views, boxes, torch.randn(b, 3, 64, 64), torch.zeros(b, 64, 64, dtype=torch.long), 1)
+    assert torch.equal(seen["online"], torch.cat([views[:, 0], views[:, 1]]))
+    assert torch.equal(seen["target"], torch.cat([views[:, 1], views[:, 0]]))
+    assert len(bn_in) == 1 and bn_in[0].shape[0] == 2 * b  # one BN pass over both views
+    # running mean after one update (momentum 0.1) = 0.1 x the channel mean over all 2B images
+    torch.testing.assert_close(model.online_encoder.bn1.running_mean, 0.1 * bn_in[0].mean((0, 2, 3)))
+    assert int(out.num_masks) == 2 * b  # one whole-image mask per image, counted in both directions

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 import torchvision
-from conftest import run_tool
+from conftest import official_checkpoint, run_tool
 from torch import nn
 
 from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights
@@ -33,18 +33,6 @@ def torchvision_stages(net, x):
         x = layer(x)
         outs.append(x)
     return outs
-
-
-def official_checkpoint(net: nn.Module) -> dict:
-    """The authors' layout: module.online_network.encoder.{0,1,4-7}.* plus heads and a target."""
-    encoder = nn.Sequential(*list(net.children())[:-2])
-    state = {}
-    for k, v in encoder.state_dict().items():
-        state[f"module.online_network.encoder.{k}"] = v
-        state[f"module.target_network.encoder.{k}"] = v * 0 + 1 if v.is_floating_point() else v
-    state["module.online_network.projetion.net.0.weight"] = torch.zeros(8, 8)
-    state["module.predictor.net.0.weight"] = torch.zeros(8, 8)
-    return state
 
 
 def d2_backbone(depth: int):
@@ -119,6 +107,9 @@ def test_official_target_encoder_is_selectable(tmp_path):
     torch.save(official_checkpoint(net), tmp_path / "off.pth")
     target = read_resnet_weights(tmp_path / "off.pth", encoder="target")
     assert torch.all(target.state["conv1.weight"] == 1)
+    online = read_resnet_weights(tmp_path / "off.pth")  # the default: the online encoder, never _fpn
+    torch.testing.assert_close(online.state["conv1.weight"], net.conv1.weight)
+    assert any("ignored" in n and "_fpn" in n for n in online.notes)
 
 
 def test_key_mapping_round_trip():

@@ -10,6 +10,8 @@ Examples:
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train
   python tools/pretrain.py train.epochs=2 model.method=detcon --output-dir runs/detcon
   python tools/pretrain.py --resume auto               # continue the run in --output-dir
+  python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml --dry-run \
+      --world-size 128 data.num_examples=1281167      # the per-epoch plan (K, steps, lr, tau), no training
   torchrun --nproc-per-node 8 tools/pretrain.py --config ...   # DDP; multi-node with torchrun's flags
 
 Exit codes: 0 done (and a torchrun worker stopped by a preemption signal), 2 unusable settings, data or
@@ -20,6 +22,7 @@ writing its checkpoint: continue with --resume auto (README, "GPUs and many node
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from r2o_pretrain.config import ConfigError, describe_keys, load_config  # noqa: E402
 from r2o_pretrain.data.folder import BadImageError, DatasetError  # noqa: E402
 from r2o_pretrain.engine.checkpoint import CheckpointError  # noqa: E402
-from r2o_pretrain.engine.trainer import NonFiniteLossError, train  # noqa: E402
+from r2o_pretrain.engine.trainer import NonFiniteLossError, dry_run_plan, train  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "pretrain" / "demo.yaml"
 
@@ -48,6 +51,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="auto|PATH",
         help="continue a run: 'auto' takes OUTPUT_DIR/checkpoints/last.pth if it exists",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the per-epoch plan (K, steps, lr and tau at each epoch's first step) and totals; no training",
+    )
+    parser.add_argument(
+        "--world-size",
+        type=int,
+        default=int(os.environ.get("WORLD_SIZE", "1")),
+        help="processes to plan for with --dry-run (default: this launch's, %(default)s)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 model.depth=50")
     return parser.parse_args(argv)
 
@@ -59,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"train.output_dir={args.output_dir}")
     try:
         cfg = load_config(args.config, overrides)
+        if args.dry_run:
+            if args.world_size < 1:
+                raise ConfigError(f"--world-size must be >= 1, got {args.world_size}")
+            print(dry_run_plan(cfg, args.world_size).table())
+            return 0
         result = train(cfg, args.resume)
     except (ConfigError, DatasetError, CheckpointError, BadImageError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)

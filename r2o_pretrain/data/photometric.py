@@ -6,7 +6,7 @@ the dataset seeds per (seed, epoch, index); they are then applied either in the 
 (``device_augment.augment_batch``, ``data.augment_on=device``). Both read the same numbers, so the two
 paths see the same augmentation for the same sample.
 
-Distributions (R2O_METHOD.md step 1, BYOL): colour jitter with p=0.8 — brightness and contrast factors
+Distributions (docs/method.md step 1, BYOL): colour jitter with p=0.8 — brightness and contrast factors
 U(0.6, 1.4), saturation U(0.8, 1.2), hue shift U(-0.1, 0.1), applied in a random order as torchvision's
 ColorJitter does; grayscale p=0.2; Gaussian blur, sigma U(0.1, 2), p=1.0 (view 1) / 0.1 (view 2);
 solarize at 128/255, p=0.0 (view 1) / 0.2 (view 2).

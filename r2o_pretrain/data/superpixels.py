@@ -28,8 +28,17 @@ from .region_cache import LEGACY_SUFFIX, SUFFIX, EntryError, decode_labels, enco
 logger = logging.getLogger(__name__)
 
 
-def slic_labels(rgb: np.ndarray, n_segments: int = 100, compactness: float = 10.0) -> np.ndarray:
-    """uint8[H,W,3] → int64[H,W] segment ids 0..S-1 (skimage ``slic``, ``start_label=0``)."""
+def slic_labels(
+    rgb: np.ndarray, n_segments: int = 100, compactness: float = 10.0, slic_input: str = "uint8"
+) -> np.ndarray:
+    """uint8[H,W,3] → int64[H,W] segment ids 0..S-1 (skimage ``slic``, ``start_label=0``).
+
+    ``slic_input="normalized"``: SLIC runs on the ImageNet-normalised float64 picture, as the authors'
+    code does (on the raw view's normalised tensor) instead of the picture itself.
+    """
+    if slic_input == "normalized":
+        mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+        rgb = ((rgb.astype(np.float32) / np.float32(255) - mean) / std).astype(np.float64)
     labels = slic(rgb, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
     # Relabel to consecutive ids so that S = labels.max() + 1 is the number of segments.
     _, consecutive = np.unique(labels, return_inverse=True)
@@ -44,6 +53,7 @@ class SuperpixelCache:
     n_segments: int = 100
     compactness: float = 10.0
     root: str | None = None  # data.root: keys hold paths relative to it (None: absolute paths)
+    slic_input: str = "uint8"  # uint8 | normalized (see slic_labels)
     hits: int = 0
     misses: int = 0
     repaired: int = 0
@@ -73,7 +83,7 @@ class SuperpixelCache:
                 str(self.n_segments),
                 repr(float(self.compactness)),
                 skimage.__version__,
-                "slic-v1",
+                "slic-v1" if self.slic_input == "uint8" else f"slic-v1-{self.slic_input}",
             ]
         )
         return hashlib.sha1(ident.encode()).hexdigest()
@@ -94,7 +104,7 @@ class SuperpixelCache:
                 str(self.n_segments),
                 repr(float(self.compactness)),
                 skimage.__version__,
-                "slic-v1",
+                "slic-v1" if self.slic_input == "uint8" else f"slic-v1-{self.slic_input}",
             ]
         )
         k = hashlib.sha1(ident.encode()).hexdigest()
@@ -126,7 +136,7 @@ class SuperpixelCache:
     def compute(self, path: str, rgb: np.ndarray) -> np.ndarray:
         """SLIC labels of ``rgb`` (the raw view of ``path``), written to the cache when it is on."""
         self.misses += 1
-        labels = slic_labels(rgb, self.n_segments, self.compactness)
+        labels = slic_labels(rgb, self.n_segments, self.compactness, self.slic_input)
         if self.directory:
             self._write(self.entry(path, rgb.shape[0]), encode_labels(labels))
         return labels

@@ -1,6 +1,6 @@
 """The two augmented views, their crop boxes and flips, and the un-augmented raw view.
 
-BYOL's augmentation (R2O_METHOD.md, step 1). Randomness comes from torch's global generator; the
+BYOL's augmentation (docs/method.md, step 1). Randomness comes from torch's global generator; the
 dataset seeds it per sample (see ``dataset.py``), so a sample is a pure function of (seed, epoch,
 index) — which is what makes resumed runs exact.
 

@@ -1,4 +1,4 @@
-"""The pretraining loop: schedules → forward → backward → LARS step → EMA → logs → checkpoints → export.
+"""The pretraining loop: plan values → EMA → forward → backward → LARS step → logs → checkpoints → export.
 
 Runs as one process or under torchrun (DDP; gloo on CPU, NCCL on GPU). Everything a resumed run needs
 to continue exactly is in the checkpoint (weights, optimiser, step); the data order and augmentations
@@ -22,14 +22,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import Config, ConfigError
-from ..curriculum import k_at
 from ..data.dataset import PretrainDataset, build_loader
 from ..data.demo_scenes import demo_dataset_ready, write_demo_dataset
 from ..data.device_augment import batch_on_device, normalize_images
+from ..data.folder import list_images
 from ..data.superpixels import SuperpixelCache
 from ..data.views import TwoViewTransform
 from ..model.r2o import R2O
-from ..optim import build_optimizer, k_lr_factor, scaled_base_lr, set_lr, target_momentum, warmup_cosine_lr
+from ..optim import build_optimizer, set_lr
+from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from .checkpoint import CheckpointError, atomic_save, load_training_state, save_checkpoint, training_state
 from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
@@ -41,6 +42,32 @@ logger = logging.getLogger("r2o")
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last checkpoint on disk is the last good state."""
+
+
+@dataclass
+class StepResult:
+    """What one training step did: the plan's values, the loss and the run-health monitors."""
+
+    loss: float
+    values: StepValues  # lr, tau, K of this step
+    num_labels: int  # K actually used (<= values.k; the number of superpixels on the superpixels-only path)
+    num_masks: int  # counted masks, both directions
+    monitors: dict[str, float]  # collapse_std, masks_per_image, mask_area
+    label_map: torch.Tensor  # for the region pictures
+    raw: torch.Tensor
+    superpixels: torch.Tensor
+
+    def record(self) -> dict[str, float | int]:
+        v = self.values
+        return {
+            "loss": self.loss,
+            "lr": v.lr,
+            "tau": v.tau,
+            "k": v.k,
+            "num_labels": self.num_labels,
+            "num_masks": self.num_masks,
+            **self.monitors,
+        }
 
 
 @dataclass
@@ -62,9 +89,11 @@ def build_model(cfg: Config) -> R2O:
         projector_out=m.projector_out,
         predictor_hidden=m.predictor_hidden,
         kmeans_iters=m.kmeans_iters,
-        superpixel_only_above=m.superpixel_only_above,
+        kmeans_until_converged=m.kmeans_until_converged,
         mask_area_threshold=m.mask_area_threshold,
-        nearest_label_resize=m.nearest_label_resize,
+        pool_area_floor=m.pool_area_floor,
+        superpixel_pooling=m.superpixel_pooling,
+        label_map=m.label_map,
     )
 
 
@@ -82,22 +111,44 @@ def resolve_data_root(cfg: Config, info: DistInfo) -> str:
     return cfg.data.root or str(demo_dir / "images")
 
 
+def dry_run_plan(cfg: Config, world_size: int) -> TrainingPlan:
+    """The run's plan without training: N from ``data.num_examples`` if given, else by listing the images
+    (the demo scenes are written first if missing, as training would)."""
+    n = cfg.data.num_examples
+    if n <= 0:
+        if cfg.data.demo and not demo_dataset_ready(cfg.data.demo_dir):
+            write_demo_dataset(Path(cfg.data.demo_dir))
+        root = cfg.data.root or (str(Path(cfg.data.demo_dir) / "images") if cfg.data.demo else "")
+        if not root:
+            raise ConfigError("--dry-run needs data.root=PATH (to count the images) or data.num_examples=N")
+        n = len(list_images(root).files)
+    plan = plan_from_config(cfg, n, world_size)
+    if plan.steps_per_epoch < 1:
+        raise ConfigError(
+            f"{n} images are fewer than one global batch ({cfg.train.batch_size} x {world_size} processes)"
+        )
+    return plan
+
+
 def build_dataset(cfg: Config, root: str) -> PretrainDataset:
     """The pretraining dataset of ``root`` with the views and region prior that ``cfg`` asks for."""
     d = cfg.data
     return PretrainDataset(
         root,
-        TwoViewTransform(d.view_size, d.raw_size, tuple(d.crop_scale), tuple(d.crop_ratio), augment_on=d.augment_on),
-        SuperpixelCache(d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root),
+        TwoViewTransform(
+            d.view_size,
+            d.raw_size,
+            tuple(d.crop_scale),
+            tuple(d.crop_ratio),
+            flip_prob=d.flip_prob,
+            augment_on=d.augment_on,
+        ),
+        SuperpixelCache(
+            d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root, slic_input=d.slic_input
+        ),
         seed=cfg.train.seed,
         min_image_size=d.min_image_size,
     )
-
-
-def current_k(cfg: Config, epoch: int) -> int:
-    c = cfg.curriculum
-    total = c.epochs if c.epochs > 0 else cfg.train.epochs
-    return k_at(epoch, c.schedule, total, c.k_start, c.k_end, c.milestones)
 
 
 class Trainer:
@@ -122,12 +173,12 @@ class Trainer:
             t.seed,
             pin_memory=d.pin_memory and self.device.type == "cuda",
         )
+        self.plan: TrainingPlan = plan_from_config(cfg, len(self.dataset), self.info.world_size)
         self.steps_per_epoch = self.sampler.batches_per_epoch()
-        self.total_steps = t.epochs * self.steps_per_epoch
+        assert self.steps_per_epoch == self.plan.steps_per_epoch, "the plan and the sampler disagree"
+        self.total_steps = self.plan.run_steps
         self.stop_step = self.total_steps if t.max_steps < 0 else min(t.max_steps, self.total_steps)
-        self.global_batch = t.batch_size * self.info.world_size
-        self.peak_lr = scaled_base_lr(cfg.optim.base_lr, self.global_batch)
-        self.warmup_steps = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
+        self.global_batch = self.plan.global_batch
 
         torch.manual_seed(t.seed)
         self.model = build_model(cfg).to(self.device)
@@ -223,133 +274,144 @@ class Trainer:
         barrier(self.info)
 
     # ------------------------------------------------------------------ the step
-    def train_step(self, batch: dict, k: int) -> tuple[float, dict]:
+    def train_step(self, batch: dict) -> StepResult:
+        """One optimiser step at ``self.step``: the target is updated first with tau(step) (as the
+        authors do, before the target forward), then forward, backward and the LARS step."""
         dev = self.device
         nb = dev.type == "cuda"
         views, boxes, raw, superpixels = batch_on_device(batch, dev, non_blocking=nb)  # uint8 → normalised here
-        lr = warmup_cosine_lr(self.step, self.total_steps, self.warmup_steps, self.peak_lr)
-        lr *= k_lr_factor(k, self.cfg.optim.lr_k_scaling)
-        set_lr(self.optimizer, lr)
+        values = self.plan.at(self.step)
+        set_lr(self.optimizer, values.lr)
+        self.model.update_target(values.tau)
         generator = torch.Generator(device=dev)
         generator.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 1_009 + self.info.rank)
         autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
-            out = self.net(views, boxes, raw, superpixels, k, generator)
+            out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only)
         loss_value = float(out.loss.detach())
         if not all_true(math.isfinite(loss_value), self.info):
             raise NonFiniteLossError(
-                f"loss is {loss_value} at step {self.step} (lr {lr:.4g}, K {k}); stopped before the update. "
-                f"The last good checkpoint is {self.checkpoint_path}. Lower optim.base_lr, check the data, "
-                "or resume with --resume auto after changing settings."
+                f"loss is {loss_value} at step {self.step} (lr {values.lr:.4g}, K {values.k}); stopped before "
+                f"the update. The last good checkpoint is {self.checkpoint_path}. Lower optim.base_lr, check the "
+                "data, or resume with --resume auto after changing settings."
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out.loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        tau = target_momentum(self.step, self.total_steps, self.cfg.optim.base_tau)
-        self.model.update_target(tau)
-        stats = {"lr": lr, "tau": tau, "k": k, "num_labels": out.num_labels, "num_masks": int(out.num_masks)}
-        return loss_value, {**stats, "_label_map": out.label_map, "_raw": raw, "_sp": superpixels}
+        monitors = {name: float(v) for name, v in out.monitors.items()}
+        return StepResult(
+            loss_value, values, out.num_labels, int(out.num_masks), monitors, out.label_map, raw, superpixels
+        )
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
         cfg, info = self.cfg, self.info
         if info.is_main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        metrics = MetricsLog(self.out, enabled=info.is_main)
-        losses: list[float] = []
+        self.metrics = MetricsLog(self.out, enabled=info.is_main)
+        self.losses: list[float] = []
+        self.skipped_total = 0
+        p = self.plan
         logger.info(
-            "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, peak lr %.4g, %s on %s x%d",
+            "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, max lr %.4g (x K/16: %s), "
+            "warm-up %d steps, %s on %s x%d",
             len(self.dataset),
             self.steps_per_epoch,
             cfg.train.epochs,
             self.total_steps,
             self.global_batch,
-            self.peak_lr,
+            p.max_lr,
+            p.lr_k_scaling,
+            p.warmup_steps,
             cfg.model.method,
             self.device,
             info.world_size,
         )
         if self.dataset.skipped_non_images:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
-        skipped_total = 0
         self.model.train()
-        preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
-        preemption.install(self.loader)
+        self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
+        self.preemption.install(self.loader)
         try:
-            epoch = self.step // self.steps_per_epoch
+            epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
             while self.step < self.stop_step:
-                self.dataset.set_epoch(epoch)
-                self.sampler.set_epoch(epoch)
-                self.sampler.set_start_batch(self.step - epoch * self.steps_per_epoch)
-                k = current_k(cfg, epoch)
-                bar = tqdm(
-                    total=self.steps_per_epoch,
-                    initial=self.step - epoch * self.steps_per_epoch,
-                    desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                    disable=not info.is_main,
-                    dynamic_ncols=True,
-                    mininterval=1.0,
-                )
-                tic = time.perf_counter()
-                for batch in self.loader:
-                    if batch["skipped"]:
-                        skipped_total += len(batch["skipped"])
-                        for msg in batch["skipped"]:
-                            logger.warning("skipped: %s", msg)
-                    loss, stats = self.train_step(batch, k)
-                    self.step += 1
-                    losses.append(loss)
-                    now = time.perf_counter()
-                    ips = self.global_batch / max(now - tic, 1e-9)
-                    tic = now
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{loss:.4f}", lr=f"{stats['lr']:.3g}", K=stats["num_labels"], ips=f"{ips:.1f}"
-                    )
-                    record = {
-                        "step": self.step,
-                        "epoch": epoch,
-                        "loss": loss,
-                        "images_per_s": ips,
-                        "skipped_images": skipped_total,
-                        **{k_: v for k_, v in stats.items() if not k_.startswith("_")},
-                    }
-                    metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
-                    if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
-                        metrics.image("regions", self._picture(stats), self.step)
-                    if self.step % cfg.train.checkpoint_every == 0:
-                        self._save(epoch)
-                    if self.step == cfg.debug.kill_at_step:
-                        logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
-                        metrics.close()
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    if self.step >= self.stop_step:
-                        break
-                    if preemption.stop_requested():  # all ranks agree, after the same step
-                        self._save(epoch)
-                        preemption.exit(self.step, self.checkpoint_path)
-                bar.close()
+                self.train_one_epoch(epoch)
                 if self.step % self.steps_per_epoch == 0:
                     epoch += 1
                 self._save(epoch)
             export = self._export() if info.is_main else None
             png = self.write_regions_png() if info.is_main and cfg.train.regions_png else None
             logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
-            if skipped_total:
-                logger.warning("%d unreadable images were skipped in this run (see the warnings above)", skipped_total)
-            return TrainResult(self.out, self.step, self.checkpoint_path, export, png, losses)
+            if self.skipped_total:
+                logger.warning(
+                    "%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total
+                )
+            return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
         finally:
-            preemption.uninstall()
-            metrics.close()
+            self.preemption.uninstall()
+            self.metrics.close()
             cleanup(info)
 
-    def _picture(self, stats: dict, rows: int = 4):
-        raw = stats["_raw"][:rows]
+    def train_one_epoch(self, epoch: int) -> None:
+        """Steps of epoch index ``epoch`` (0-based) from ``self.step`` on, until the epoch or the run ends."""
+        cfg, info = self.cfg, self.info
+        start = self.step - epoch * self.steps_per_epoch
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start_batch(start)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=start,
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=not info.is_main,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        tic = time.perf_counter()
+        for batch in self.loader:
+            if batch["skipped"]:
+                self.skipped_total += len(batch["skipped"])
+                for msg in batch["skipped"]:
+                    logger.warning("skipped: %s", msg)
+            result = self.train_step(batch)
+            self.step += 1
+            self.losses.append(result.loss)
+            now = time.perf_counter()
+            ips = self.global_batch / max(now - tic, 1e-9)
+            tic = now
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{result.loss:.4f}", lr=f"{result.values.lr:.3g}", K=result.num_labels, ips=f"{ips:.1f}"
+            )
+            record = {
+                "step": self.step,
+                "epoch": result.values.epoch,
+                **result.record(),
+                "images_per_s": ips,
+                "skipped_images": self.skipped_total,
+            }
+            self.metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
+            if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
+                self.metrics.image("regions", self._picture(result), self.step)
+            if self.step % cfg.train.checkpoint_every == 0:
+                self._save(epoch)
+            if self.step == cfg.debug.kill_at_step:
+                logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
+                self.metrics.close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.step >= self.stop_step:
+                break
+            if self.preemption.stop_requested():  # all ranks agree, after the same step
+                self._save(epoch)
+                self.preemption.exit(self.step, self.checkpoint_path)
+        bar.close()
+
+    def _picture(self, result: StepResult, rows: int = 4):
         return region_grid(
-            denormalize(raw),
-            stats["_sp"][:rows].cpu().numpy(),
-            [(f"regions (K={stats['num_labels']})", stats["_label_map"][:rows].cpu().numpy())],
+            denormalize(result.raw[:rows]),
+            result.superpixels[:rows].cpu().numpy(),
+            [(f"regions (K={result.num_labels})", result.label_map[:rows].cpu().numpy())],
         )
 
     def _export(self) -> Path:

@@ -41,30 +41,53 @@ def kmeans_plus_plus(
 
 
 def kmeans(
-    x: torch.Tensor, k: int, iters: int = 10, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    k: int,
+    iters: int = 200,
+    generator: torch.Generator | None = None,
+    until_converged: bool = True,
+    check_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means in fp32 (also under autocast). x float[N,D] → (assignments int64[N] in [0, k'),
-    centres float[k',D]).
+    centres float[k',D]), ``k' = min(k, N)``. See ``kmeans_with_iterations``."""
+    assign, centres, _ = kmeans_with_iterations(x, k, iters, generator, until_converged, check_every)
+    return assign, centres
 
-    ``k' = min(k, N)``. Empty clusters keep their previous centre. On CPU the loop stops as soon as the
-    assignments repeat; on a GPU it runs all ``iters`` rather than synchronise to test that (a repeated
-    assignment is a fixed point, so the result is the same either way).
+
+def kmeans_with_iterations(
+    x: torch.Tensor,
+    k: int,
+    iters: int = 200,
+    generator: torch.Generator | None = None,
+    until_converged: bool = True,
+    check_every: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """k-means++ init, then Lloyd iterations: (assignments int64[N], centres float[k',D], iterations run).
+
+    ``until_converged`` (the authors' rule): stop when the assignment no longer changes, after at most
+    ``iters`` iterations; otherwise run exactly ``iters``. A repeated assignment is a fixed point, so
+    testing it only every ``check_every`` iterations (default: every one on CPU, every 8 on a GPU,
+    where each test is a host synchronisation) gives the same result. Empty clusters keep their
+    previous centre (the authors' code gives them a NaN centre).
     """
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"kmeans needs a non-empty [N,D] tensor, got shape {tuple(x.shape)}")
+    if check_every is None:
+        check_every = 1 if x.device.type == "cpu" else 8
     with torch.autocast(x.device.type, enabled=False):
         x = x.float()
         k = min(k, x.shape[0])
         x_sq = (x * x).sum(-1)
         centres = kmeans_plus_plus(x, k, generator, x_sq)
         assign = _sq_dist_to(x, x_sq, centres).argmin(1)
-        stop_early = x.device.type == "cpu"
-        for _ in range(iters):
+        done = 0
+        for done in range(1, iters + 1):
             sums = torch.zeros_like(centres).index_add_(0, assign, x)
             counts = torch.bincount(assign, minlength=k).to(x.dtype)
             centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
             new_assign = _sq_dist_to(x, x_sq, centres).argmin(1)
-            if stop_early and torch.equal(new_assign, assign):
-                break
+            converged = until_converged and done % check_every == 0 and torch.equal(new_assign, assign)
             assign = new_assign
-    return assign, centres
+            if converged:
+                break
+    return assign, centres, done

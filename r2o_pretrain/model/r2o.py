@@ -1,7 +1,7 @@
 """The R2O model: online network, EMA target, region masks by method, and the symmetric masked loss.
 
-One call of ``R2O.forward`` is one training step's forward pass (R2O_METHOD.md, steps 3-6); the
-optimiser step and ``update_target`` (step 7) are the trainer's.
+One call of ``R2O.forward`` is one training step's forward pass (docs/method.md, "One training step");
+the EMA update (``update_target``, at the start of the step) and the optimiser step are the trainer's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
@@ -17,15 +18,16 @@ from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
 from .heads import MLP
 from .masks import mask_mass, mask_pool, view_masks
-from .refiner import RegionRefiner, resize_labels
+from .refiner import RegionRefiner, superpixel_label_map
 
 
 @dataclass
 class LossOutput:
-    loss: torch.Tensor  # scalar, the symmetric loss
-    num_masks: torch.Tensor  # int64 scalar: masks counted (in both views), summed over both directions
+    loss: torch.Tensor  # scalar: mean over both directions and counted masks
+    num_masks: torch.Tensor  # int64 scalar: counted masks (in both views), summed over both directions
     num_labels: int  # K actually used this step (<= requested K)
     label_map: torch.Tensor  # int64[B,Hm,Wm] region ids of the raw view (detached), for pictures
+    monitors: dict[str, torch.Tensor]  # detached scalars for the logs (see R2O.monitors)
 
 
 class R2O(nn.Module):
@@ -38,10 +40,12 @@ class R2O(nn.Module):
         projector_hidden: int = 4096,
         projector_out: int = 256,
         predictor_hidden: int = 4096,
-        kmeans_iters: int = 10,
-        superpixel_only_above: int = 128,
+        kmeans_iters: int = 200,
+        kmeans_until_converged: bool = True,
         mask_area_threshold: float = 1e-3,
-        nearest_label_resize: bool = True,
+        pool_area_floor: float = 1.0,
+        superpixel_pooling: str = "exact",
+        label_map: str = "nearest",
     ) -> None:
         super().__init__()
         if method not in ("r2o", "detcon", "byol"):
@@ -54,9 +58,9 @@ class R2O(nn.Module):
         self.target_projector = copy.deepcopy(self.online_projector)
         for p in self.target_parameters():
             p.requires_grad_(False)
-        self.refiner = RegionRefiner(kmeans_iters, nearest_label_resize)
-        self.superpixel_only_above = superpixel_only_above
+        self.refiner = RegionRefiner(kmeans_iters, kmeans_until_converged, superpixel_pooling, label_map)
         self.mask_area_threshold = mask_area_threshold
+        self.pool_area_floor = pool_area_floor
 
     def online_parameters(self) -> list[nn.Parameter]:
         return [*self.online_encoder.parameters(), *self.online_projector.parameters(), *self.predictor.parameters()]
@@ -66,34 +70,41 @@ class R2O(nn.Module):
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
-        """target ← tau · target + (1 − tau) · online, for encoder and projector parameters."""
+        """target ← tau · target + (1 − tau) · online, for encoder and projector parameters (the one EMA)."""
         online = [*self.online_encoder.parameters(), *self.online_projector.parameters()]
         torch._foreach_lerp_(self.target_parameters(), online, 1.0 - tau)
 
     @torch.no_grad()
     def region_labels(
-        self, raw: torch.Tensor, superpixels: torch.Tensor, k: int, label_size: int, generator: torch.Generator | None
+        self,
+        raw: torch.Tensor,
+        superpixels: torch.Tensor,
+        k: int,
+        label_size: int,
+        generator: torch.Generator | None,
+        superpixels_only: bool = False,
     ) -> tuple[torch.Tensor, int]:
         """Label map int64[B,label_size,label_size] of the raw view and its number of labels."""
         b = raw.shape[0]
         if self.method == "byol":
             return torch.zeros(b, label_size, label_size, dtype=torch.long, device=raw.device), 1
-        if self.method == "detcon" or k > self.superpixel_only_above:
-            labels = resize_labels(superpixels, label_size)
+        if self.method == "detcon" or superpixels_only:
+            labels = superpixel_label_map(superpixels, label_size, self.refiner.label_map)
             return labels, int(superpixels.max().item()) + 1
         with record_function("r2o.raw_view_c4"):
+            # train mode: as in the authors' code, this forward also updates the target's BN statistics
             c4 = self.target_encoder.forward_c4(raw)
         with record_function("r2o.refine"):
             return self.refiner(c4, superpixels, k, label_size, generator)
 
     def _embed(
-        self, encoder: ResNetEncoder, projector: nn.Module, view: torch.Tensor, masks: torch.Tensor
+        self, encoder: ResNetEncoder, projector: nn.Module, views: torch.Tensor, masks: torch.Tensor
     ) -> torch.Tensor:
-        """view float[B,3,S,S], masks float[B,M,h*w] → projections float[B,M,D]."""
-        _, c5 = encoder(view)
-        pooled = mask_pool(c5, masks)
-        b, m, c = pooled.shape
-        return projector(pooled.reshape(b * m, c)).view(b, m, -1)
+        """views float[N,3,S,S], masks float[N,M,h*w] → projections float[N,M,D] (BN over all N·M rows)."""
+        _, c5 = encoder(views)
+        pooled = mask_pool(c5, masks, self.pool_area_floor)
+        n, m, c = pooled.shape
+        return projector(pooled.reshape(n * m, c)).view(n, m, -1)
 
     def forward(
         self,
@@ -103,23 +114,57 @@ class R2O(nn.Module):
         superpixels: torch.Tensor,
         k: int,
         generator: torch.Generator | None = None,
+        superpixels_only: bool = False,
     ) -> LossOutput:
-        """views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R]."""
+        """views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R].
+
+        As the authors: the online network sees cat([view1, view2]) and the target cat([view2, view1]),
+        so every BatchNorm normalises over both views at once and row i of the online predictions
+        meets row i of the target projections (view1↔view2 and view2↔view1).
+        """
         label_size = raw.shape[-1] // 4
         out_size = views.shape[-1] // 32
-        label_map, num_labels = self.region_labels(raw, superpixels, k, label_size, generator)
+        label_map, num_labels = self.region_labels(raw, superpixels, k, label_size, generator, superpixels_only)
         with record_function("r2o.view_masks"):
             masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]
             mass = mask_mass(masks)
             counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
         with record_function("r2o.online_forward"):
-            online = [self._embed(self.online_encoder, self.online_projector, views[:, v], masks[:, v]) for v in (0, 1)]
-            preds = [self.predictor(z.flatten(0, 1)).view_as(z) for z in online]
+            online = self._embed(
+                self.online_encoder,
+                self.online_projector,
+                torch.cat([views[:, 0], views[:, 1]]),
+                torch.cat([masks[:, 0], masks[:, 1]]),
+            )  # [2B,M,D]
+            preds = self.predictor(online.flatten(0, 1)).view_as(online)
         with torch.no_grad(), record_function("r2o.target_forward"):
-            targets = [
-                self._embed(self.target_encoder, self.target_projector, views[:, v], masks[:, v]) for v in (0, 1)
-            ]
+            targets = self._embed(
+                self.target_encoder,
+                self.target_projector,
+                torch.cat([views[:, 1], views[:, 0]]),
+                torch.cat([masks[:, 1], masks[:, 0]]),
+            )
         with record_function("r2o.loss"):
-            loss_a, n_a = masked_byol_loss(preds[0], targets[1], counted)
-            loss_b, n_b = masked_byol_loss(preds[1], targets[0], counted)
-        return LossOutput(loss_a + loss_b, n_a + n_b, num_labels, label_map.detach())
+            counted_both = torch.cat([counted, counted])
+            loss, n = masked_byol_loss(preds, targets, counted_both)
+        monitors = self.monitors(online.detach(), counted_both, mass, counted, out_size * out_size)
+        return LossOutput(loss, n, num_labels, label_map.detach(), monitors)
+
+    @staticmethod
+    @torch.no_grad()
+    def monitors(
+        online: torch.Tensor, counted_both: torch.Tensor, mass: torch.Tensor, counted: torch.Tensor, cells: int
+    ) -> dict[str, torch.Tensor]:
+        """Run-health scalars from tensors the step already has (no extra forward).
+
+        collapse_std: std over the counted masks' L2-normalised online projections, averaged over
+        dimensions (about 1/sqrt(D) when healthy, towards 0 at collapse); masks_per_image: counted masks
+        per image; mask_area: mean area of a counted mask as a fraction of the view.
+        """
+        z = F.normalize(online.float(), dim=-1).flatten(0, 1)  # weighted by counted: no host sync
+        w = counted_both.flatten().float()[:, None]
+        mean = (w * z).sum(0) / w.sum().clamp_min(1)
+        collapse = ((w * (z - mean).square()).sum(0) / w.sum().clamp_min(1)).sqrt().mean()
+        n = counted.sum()
+        area = (mass.float() * counted[:, None]).sum() / (2 * n.clamp_min(1) * cells)
+        return {"collapse_std": collapse, "masks_per_image": n.float() / counted.shape[0], "mask_area": area}

@@ -82,6 +82,9 @@ def _extract(obj: Any, encoder: str, path: Path) -> tuple[dict[str, torch.Tensor
     if _has_prefix(state, "online_network.encoder.") or _has_prefix(state, "target_network.encoder."):
         if not _has_prefix(state, net):
             raise ConversionError(f"{path}: official R2O checkpoint without a {encoder} network")
+        fpn = sum(k.startswith("_fpn.") for k in state)
+        if fpn:  # the authors' lazily created layer getter: a second copy of the target encoder
+            notes.append(f"ignored {fpn} '_fpn.*' tensors (the authors' duplicate of the target encoder)")
         state = {official_to_torchvision("encoder." + k): v for k, v in _strip(state, net).items()}
         return state, f"r2o-official ({encoder} encoder)", notes
     if _has_prefix(state, f"{encoder}_encoder."):  # our model's state dict without the checkpoint wrapper

@@ -31,17 +31,22 @@ from ..data.views import TwoViewTransform
 from ..model.r2o import R2O
 from ..optim import build_optimizer, set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
+from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from .checkpoint import CheckpointError, atomic_save, load_training_state, save_checkpoint, training_state
 from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
-from .logging import MetricsLog, setup_logging
 from .preemption import PreemptionGuard
+from .run_log import MetricsLog, setup_logging
 
 logger = logging.getLogger("r2o")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last checkpoint on disk is the last good state."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """The weights became NaN/inf; the checkpoint on disk was not overwritten and is the last good state."""
 
 
 @dataclass
@@ -253,7 +258,7 @@ class Trainer:
 
     def _save(self, epoch: int) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise NonFiniteLossError(
+            raise NonFiniteWeightsError(
                 f"weights became NaN/inf at step {self.step}; not overwriting {self.checkpoint_path}. "
                 "Lower optim.base_lr or use train.amp=none."
             )
@@ -284,7 +289,7 @@ class Trainer:
         set_lr(self.optimizer, values.lr)
         self.model.update_target(values.tau)
         generator = torch.Generator(device=dev)
-        generator.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 1_009 + self.info.rank)
+        generator.manual_seed(step_seed(self.cfg.train.seed, self.step, self.info.rank))
         autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only)

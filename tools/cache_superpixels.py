@@ -25,17 +25,16 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from r2o_pretrain.config import ConfigError, load_config
+from r2o_pretrain.data.folder import DatasetError
+from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices
+from r2o_pretrain.engine.distributed import DistInfo
+from r2o_pretrain.engine.trainer import build_dataset, resolve_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from r2o_pretrain.config import ConfigError, load_config  # noqa: E402
-from r2o_pretrain.data.folder import DatasetError  # noqa: E402
-from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices  # noqa: E402
-from r2o_pretrain.engine.distributed import DistInfo  # noqa: E402
-from r2o_pretrain.engine.trainer import build_dataset, resolve_data_root  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "pretrain" / "demo.yaml"
 

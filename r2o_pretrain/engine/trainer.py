@@ -33,7 +33,8 @@ from ..optim import build_optimizer, set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
-from .checkpoint import CheckpointError, atomic_save, load_training_state, save_checkpoint, training_state
+from ..weights.checkpoint_file import atomic_save
+from .checkpoint import CheckpointError, load_training_state, save_checkpoint, training_state
 from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
 from .run_log import MetricsLog, setup_logging

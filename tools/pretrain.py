@@ -26,10 +26,11 @@ import os
 import sys
 from pathlib import Path
 
+from r2o_pretrain.build import dry_run_plan
 from r2o_pretrain.config import ConfigError, describe_keys, load_config
 from r2o_pretrain.data.folder import BadImageError, DatasetError
 from r2o_pretrain.engine.checkpoint import CheckpointError
-from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, dry_run_plan, train
+from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,21 +21,17 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import Config, ConfigError
-from ..data.dataset import PretrainDataset, build_loader
-from ..data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from ..build import build_dataset, build_model, build_training_optimizer, resolve_data_root
+from ..config import Config
+from ..data.dataset import build_loader
 from ..data.device_augment import batch_on_device, normalize_images
-from ..data.folder import list_images
-from ..data.superpixels import SuperpixelCache
-from ..data.views import TwoViewTransform
-from ..model.r2o import R2O
-from ..optim import build_optimizer, set_lr
+from ..optim import set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint, training_state
-from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
+from .distributed import all_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
 from .run_log import MetricsLog, setup_logging
 
@@ -86,77 +82,6 @@ class TrainResult:
     losses: list[float]
 
 
-def build_model(cfg: Config) -> R2O:
-    m = cfg.model
-    return R2O(
-        depth=m.depth,
-        method=m.method,
-        projector_hidden=m.projector_hidden,
-        projector_out=m.projector_out,
-        predictor_hidden=m.predictor_hidden,
-        kmeans_iters=m.kmeans_iters,
-        kmeans_until_converged=m.kmeans_until_converged,
-        mask_area_threshold=m.mask_area_threshold,
-        pool_area_floor=m.pool_area_floor,
-        superpixel_pooling=m.superpixel_pooling,
-        label_map=m.label_map,
-    )
-
-
-def resolve_data_root(cfg: Config, info: DistInfo) -> str:
-    """The folder to train on; with ``data.demo`` the demo scenes are written first if missing."""
-    if not cfg.data.demo:
-        if not cfg.data.root:
-            raise ConfigError("data.root is empty: give an image folder (data.root=PATH) or use data.demo=true")
-        return cfg.data.root
-    demo_dir = Path(cfg.data.demo_dir)
-    if info.is_main and not demo_dataset_ready(demo_dir):
-        logger.info("writing the demo scenes to %s (tools/make_demo_data.py does the same)", demo_dir)
-        write_demo_dataset(demo_dir)
-    barrier(info)
-    return cfg.data.root or str(demo_dir / "images")
-
-
-def dry_run_plan(cfg: Config, world_size: int) -> TrainingPlan:
-    """The run's plan without training: N from ``data.num_examples`` if given, else by listing the images
-    (the demo scenes are written first if missing, as training would)."""
-    n = cfg.data.num_examples
-    if n <= 0:
-        if cfg.data.demo and not demo_dataset_ready(cfg.data.demo_dir):
-            write_demo_dataset(Path(cfg.data.demo_dir))
-        root = cfg.data.root or (str(Path(cfg.data.demo_dir) / "images") if cfg.data.demo else "")
-        if not root:
-            raise ConfigError("--dry-run needs data.root=PATH (to count the images) or data.num_examples=N")
-        n = len(list_images(root).files)
-    plan = plan_from_config(cfg, n, world_size)
-    if plan.steps_per_epoch < 1:
-        raise ConfigError(
-            f"{n} images are fewer than one global batch ({cfg.train.batch_size} x {world_size} processes)"
-        )
-    return plan
-
-
-def build_dataset(cfg: Config, root: str) -> PretrainDataset:
-    """The pretraining dataset of ``root`` with the views and region prior that ``cfg`` asks for."""
-    d = cfg.data
-    return PretrainDataset(
-        root,
-        TwoViewTransform(
-            d.view_size,
-            d.raw_size,
-            tuple(d.crop_scale),
-            tuple(d.crop_ratio),
-            flip_prob=d.flip_prob,
-            augment_on=d.augment_on,
-        ),
-        SuperpixelCache(
-            d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root, slic_input=d.slic_input
-        ),
-        seed=cfg.train.seed,
-        min_image_size=d.min_image_size,
-    )
-
-
 class Trainer:
     def __init__(self, cfg: Config, resume: str | None = None) -> None:
         self.cfg = cfg
@@ -168,7 +93,9 @@ class Trainer:
         setup_logging(self.out if self.info.is_main else None, self.info.rank)
         t = cfg.train
         self.device = self.info.device
-        self.dataset = build_dataset(cfg, resolve_data_root(cfg, self.info))
+        root = resolve_data_root(cfg, write_demo=self.info.is_main)
+        barrier(self.info)  # the main process has written the demo scenes, if asked to
+        self.dataset = build_dataset(cfg, root)
         d = cfg.data
         self.loader, self.sampler = build_loader(
             self.dataset,
@@ -198,13 +125,7 @@ class Trainer:
             self.model.online_encoder.compile()
             self.model.target_encoder.compile()
             logger.info("torch.compile: online and target encoders")
-        self.optimizer = build_optimizer(
-            [self.model.online_encoder, self.model.online_projector, self.model.predictor],
-            cfg.optim.optimizer,
-            cfg.optim.weight_decay,
-            cfg.optim.momentum,
-            cfg.optim.trust_coefficient,
-        )
+        self.optimizer = build_training_optimizer(cfg, self.model)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
         if self.amp_dtype == torch.float16 and self.device.type != "cuda":
             # bf16 autocast runs on CPUs too (fast where they have AVX512-BF16/AMX); fp16 needs the GPU's scaler

@@ -64,8 +64,12 @@ class R2O(nn.Module):
         self.mask_area_threshold = mask_area_threshold
         self.pool_area_floor = pool_area_floor
 
+    def online_modules(self) -> list[nn.Module]:
+        """The trained modules, in the optimiser's order: online encoder, online projector, predictor."""
+        return [self.online_encoder, self.online_projector, self.predictor]
+
     def online_parameters(self) -> list[nn.Parameter]:
-        return [*self.online_encoder.parameters(), *self.online_projector.parameters(), *self.predictor.parameters()]
+        return [p for module in self.online_modules() for p in module.parameters()]
 
     def target_parameters(self) -> list[nn.Parameter]:
         return [*self.target_encoder.parameters(), *self.target_projector.parameters()]

@@ -239,7 +239,25 @@ class Trainer:
         self.metrics = MetricsLog(self.out, enabled=info.is_main)
         self.losses: list[float] = []
         self.skipped_total = 0
-        p = self.plan
+        self._log_run_header()
+        self.model.train()
+        self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
+        self.preemption.install(self.loader)
+        try:
+            epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
+            while self.step < self.stop_step:
+                self.train_one_epoch(epoch)
+                if self.step % self.steps_per_epoch == 0:
+                    epoch += 1
+                self._save(epoch)
+            return self._finish()
+        finally:
+            self.preemption.uninstall()
+            self.metrics.close()
+            cleanup(info)
+
+    def _log_run_header(self) -> None:
+        cfg, info, p = self.cfg, self.info, self.plan
         logger.info(
             "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, max lr %.4g (x K/16: %s), "
             "warm-up %d steps, %s on %s x%d",
@@ -257,28 +275,16 @@ class Trainer:
         )
         if self.dataset.skipped_non_images:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
-        self.model.train()
-        self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
-        self.preemption.install(self.loader)
-        try:
-            epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
-            while self.step < self.stop_step:
-                self.train_one_epoch(epoch)
-                if self.step % self.steps_per_epoch == 0:
-                    epoch += 1
-                self._save(epoch)
-            export = self._export() if info.is_main else None
-            png = self.write_regions_png() if info.is_main and cfg.train.regions_png else None
-            logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
-            if self.skipped_total:
-                logger.warning(
-                    "%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total
-                )
-            return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
-        finally:
-            self.preemption.uninstall()
-            self.metrics.close()
-            cleanup(info)
+
+    def _finish(self) -> TrainResult:
+        """After the last step: the backbone export and regions.png (main process), the summary."""
+        is_main = self.info.is_main
+        export = self._export() if is_main else None
+        png = self.write_regions_png() if is_main and self.cfg.train.regions_png else None
+        logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
+        if self.skipped_total:
+            logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)
+        return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
 
     def train_one_epoch(self, epoch: int) -> None:
         """Steps of epoch index ``epoch`` (0-based) from ``self.step`` on, until the epoch or the run ends."""
@@ -297,10 +303,7 @@ class Trainer:
         )
         tic = time.perf_counter()
         for batch in self.loader:
-            if batch["skipped"]:
-                self.skipped_total += len(batch["skipped"])
-                for msg in batch["skipped"]:
-                    logger.warning("skipped: %s", msg)
+            self._warn_skipped(batch["skipped"])
             result = self.train_step(batch)
             self.step += 1
             self.losses.append(result.loss)
@@ -311,28 +314,49 @@ class Trainer:
             bar.set_postfix(
                 loss=f"{result.loss:.4f}", lr=f"{result.values.lr:.3g}", K=result.num_labels, ips=f"{ips:.1f}"
             )
-            record = {
-                "step": self.step,
-                "epoch": result.values.epoch,
-                **result.record(),
-                "images_per_s": ips,
-                "skipped_images": self.skipped_total,
-            }
-            self.metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
-            if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
-                self.metrics.image("regions", self._picture(result), self.step)
-            if self.step % cfg.train.checkpoint_every == 0:
-                self._save(epoch)
-            if self.step == cfg.debug.kill_at_step:
-                logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
-                self.metrics.close()
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._log(result, ips)
+            self._log_picture(result)
+            self._checkpoint(epoch)
+            self._debug_kill()
             if self.step >= self.stop_step:
                 break
             if self.preemption.stop_requested():  # all ranks agree, after the same step
                 self._save(epoch)
                 self.preemption.exit(self.step, self.checkpoint_path)
         bar.close()
+
+    # ------------------------------------------------------------------ hooks after each step
+    def _warn_skipped(self, skipped: list[str]) -> None:
+        self.skipped_total += len(skipped)
+        for msg in skipped:
+            logger.warning("skipped: %s", msg)
+
+    def _log(self, result: StepResult, images_per_s: float) -> None:
+        """metrics.jsonl every step; TensorBoard scalars every ``train.log_every`` steps and at step 1."""
+        record = {
+            "step": self.step,
+            "epoch": result.values.epoch,
+            **result.record(),
+            "images_per_s": images_per_s,
+            "skipped_images": self.skipped_total,
+        }
+        self.metrics.write(record, scalars=self.step % self.cfg.train.log_every == 0 or self.step == 1)
+
+    def _log_picture(self, result: StepResult) -> None:
+        """The region picture to TensorBoard every ``train.image_log_every`` steps and at step 1."""
+        if self.info.is_main and (self.step % self.cfg.train.image_log_every == 0 or self.step == 1):
+            self.metrics.image("regions", self._picture(result), self.step)
+
+    def _checkpoint(self, epoch: int) -> None:
+        if self.step % self.cfg.train.checkpoint_every == 0:
+            self._save(epoch)
+
+    def _debug_kill(self) -> None:
+        """``debug.kill_at_step``: SIGKILL this process after that step (the exact-resume tests)."""
+        if self.step == self.cfg.debug.kill_at_step:
+            logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
+            self.metrics.close()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _picture(self, result: StepResult, rows: int = 4):
         return region_grid(

@@ -19,6 +19,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from skimage import data as skdata
 
+from r2o_pretrain.data.device_augment import normalize_images
 from r2o_pretrain.data.superpixels import slic_labels
 from r2o_pretrain.data.views import TwoViewTransform
 from r2o_pretrain.model.encoder import ResNetEncoder
@@ -107,7 +108,7 @@ def main() -> dict:
     torch.manual_seed(0)
     samples = [tf(img) for img in imgs]
     raw_rgb = [s["raw_rgb"] for s in samples]
-    raw = torch.stack([s["raw"] for s in samples])
+    raw = normalize_images(torch.stack([s["raw"] for s in samples]))  # uint8 pictures → encoder input
     boxes = torch.stack([s["boxes"] for s in samples])
 
     # SLIC input

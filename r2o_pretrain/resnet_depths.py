@@ -15,4 +15,3 @@ BLOCKS_PER_STAGE: dict[int, tuple[int, int, int, int]] = {
 }
 DEPTHS: tuple[int, ...] = tuple(BLOCKS_PER_STAGE)
 BASIC_BLOCK_DEPTHS: tuple[int, ...] = (18, 34)  # the rest use Bottleneck blocks (with conv3)
-

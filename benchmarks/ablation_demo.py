@@ -19,22 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from common import table
+from PIL import Image
+
+from r2o_pretrain.config import load_config
+from r2o_pretrain.data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from r2o_pretrain.data.device_augment import to_input_tensor
+from r2o_pretrain.engine.trainer import train
+from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import table  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from r2o_pretrain.config import load_config  # noqa: E402
-from r2o_pretrain.data.demo_scenes import demo_dataset_ready, write_demo_dataset  # noqa: E402
-from r2o_pretrain.data.views import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from r2o_pretrain.engine.trainer import train  # noqa: E402
-from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs  # noqa: E402
-from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
 
 
 def load_split(voc: Path, split: str, size: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,11 +46,9 @@ def load_split(voc: Path, split: str, size: int, limit: int = 0) -> tuple[torch.
         lab = np.asarray(
             Image.open(voc / "SegmentationClass" / f"{n}.png").resize((size // 4, size // 4), Image.NEAREST)
         )
-        imgs.append(torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255)
+        imgs.append(to_input_tensor(rgb))
         labels.append(torch.from_numpy(lab.astype(np.int64)))
-    x = torch.stack(imgs)
-    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
-    return x, torch.stack(labels)
+    return torch.stack(imgs), torch.stack(labels)
 
 
 @torch.no_grad()

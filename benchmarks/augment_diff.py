@@ -16,19 +16,16 @@ the same seeds (the same crop boxes, flips and photometric parameters), in uint8
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from imagenet_like import write_imagenet_like_jpegs
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagenet_like import write_imagenet_like_jpegs  # noqa: E402
-
-from r2o_pretrain.data.device_augment import augment_batch  # noqa: E402
-from r2o_pretrain.data.folder import open_rgb  # noqa: E402
-from r2o_pretrain.data.views import TwoViewTransform, _from_pil  # noqa: E402
+from r2o_pretrain.data.device_augment import augment_batch
+from r2o_pretrain.data.folder import open_rgb
+from r2o_pretrain.data.views import TwoViewTransform, _from_pil
 
 
 def samples(files: list[str], transform: TwoViewTransform, seed: int = 0) -> list[dict]:

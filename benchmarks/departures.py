@@ -11,7 +11,6 @@ downloaded here). For every switch both settings run on the same inputs and the 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,19 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from skimage import data as skdata
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from r2o_pretrain.data.superpixels import slic_labels  # noqa: E402
-from r2o_pretrain.data.views import TwoViewTransform  # noqa: E402
-from r2o_pretrain.model.encoder import ResNetEncoder  # noqa: E402
-from r2o_pretrain.model.kmeans import kmeans_with_iterations  # noqa: E402
-from r2o_pretrain.model.masks import mask_mass, view_masks  # noqa: E402
-from r2o_pretrain.model.refiner import (  # noqa: E402
+from r2o_pretrain.data.device_augment import normalize_images
+from r2o_pretrain.data.superpixels import slic_labels
+from r2o_pretrain.data.views import TwoViewTransform
+from r2o_pretrain.model.encoder import ResNetEncoder
+from r2o_pretrain.model.kmeans import kmeans_with_iterations
+from r2o_pretrain.model.masks import mask_mass, view_masks
+from r2o_pretrain.model.refiner import (
     official_superpixel_features,
     paint_clusters,
     superpixel_features,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "retina", "immunohistochemistry", "hubble_deep_field", "camera")
 SIZE = 224
@@ -109,7 +108,7 @@ def main() -> dict:
     torch.manual_seed(0)
     samples = [tf(img) for img in imgs]
     raw_rgb = [s["raw_rgb"] for s in samples]
-    raw = torch.stack([s["raw"] for s in samples])
+    raw = normalize_images(torch.stack([s["raw"] for s in samples]))  # uint8 pictures → encoder input
     boxes = torch.stack([s["boxes"] for s in samples])
 
     # SLIC input

@@ -12,13 +12,11 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from r2o_pretrain.data import photometric as P  # noqa: E402
-from r2o_pretrain.data.device_augment import (  # noqa: E402
+from r2o_pretrain.data import photometric as P
+from r2o_pretrain.data.device_augment import (
     augment_batch,
     augment_per_sample_torchvision,
     batch_on_device,

@@ -15,14 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import kmeans as kmeans_bench
+import torch
+from common import interleaved_median_times, table
+from step import make_batch, make_step
 
-import kmeans as kmeans_bench  # noqa: E402
-import torch  # noqa: E402
-from common import interleaved_median_times, table  # noqa: E402
-from step import make_batch, make_step  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

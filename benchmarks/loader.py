@@ -28,18 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from imagenet_like import write_imagenet_like_jpegs
 from PIL import Image, ImageFilter
 from skimage.segmentation import slic
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagenet_like import write_imagenet_like_jpegs  # noqa: E402
-
-from r2o_pretrain.data.dataset import PretrainDataset, collate  # noqa: E402
-from r2o_pretrain.data.folder import open_rgb  # noqa: E402
-from r2o_pretrain.data.superpixels import SuperpixelCache  # noqa: E402
-from r2o_pretrain.data.views import (  # noqa: E402
+from r2o_pretrain.data.dataset import PretrainDataset, collate
+from r2o_pretrain.data.folder import open_rgb
+from r2o_pretrain.data.superpixels import SuperpixelCache
+from r2o_pretrain.data.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TwoViewTransform,

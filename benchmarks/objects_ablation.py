@@ -35,24 +35,22 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
+from ablation_demo import load_split, probe_miou
+from common import table
 
-import torch  # noqa: E402
-from ablation_demo import load_split, probe_miou  # noqa: E402
-from common import table  # noqa: E402
-
-from r2o_pretrain.config import load_config  # noqa: E402
-from r2o_pretrain.data.object_scenes import (  # noqa: E402
+from r2o_pretrain.config import load_config
+from r2o_pretrain.data.object_scenes import (
     CLASSES,
     AssetsError,
     objects_dataset_ready,
     write_objects_dataset,
 )
-from r2o_pretrain.engine.trainer import train  # noqa: E402
-from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs  # noqa: E402
-from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
+from r2o_pretrain.engine.trainer import train
+from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("r2o", "detcon", "byol")
 NUM_CLASSES = 1 + len(CLASSES)

@@ -17,17 +17,15 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+from common import table
+from step import make_batch, make_step
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import FlopCounterMode
+
+from r2o_pretrain.model.r2o import R2O
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import torch  # noqa: E402
-from common import table  # noqa: E402
-from step import make_batch, make_step  # noqa: E402
-from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from r2o_pretrain.model.r2o import R2O  # noqa: E402
 
 PARTS = (
     ("r2o.raw_view_c4", "target c4 of the raw view (R2O only)"),

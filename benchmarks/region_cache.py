@@ -19,16 +19,13 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from common import interleaved_median_times, table
 from PIL import Image
 
+from r2o_pretrain.data.region_cache import decode_labels, encode_labels
+from r2o_pretrain.data.superpixels import SuperpixelCache, slic_labels
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from common import interleaved_median_times, table  # noqa: E402
-
-from r2o_pretrain.data.region_cache import decode_labels, encode_labels  # noqa: E402
-from r2o_pretrain.data.superpixels import SuperpixelCache, slic_labels  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 PHOTOS = (

@@ -17,19 +17,17 @@ import platform
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import augment_diff
+import kmeans as kmeans_bench
+import loader
+import region_cache
+import region_prior
+import rss
+import step
+import torch
+from common import table
 
-import augment_diff  # noqa: E402
-import kmeans as kmeans_bench  # noqa: E402
-import loader  # noqa: E402
-import region_cache  # noqa: E402
-import region_prior  # noqa: E402
-import rss  # noqa: E402
-import step  # noqa: E402
-import torch  # noqa: E402
-from common import table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BENCHES = {
     "step": step.run,

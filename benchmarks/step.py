@@ -58,7 +58,7 @@ def make_step(
     ).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer([model.online_encoder, model.online_projector, model.predictor])
+    opt = build_optimizer(model.online_modules())
     for group in opt.param_groups:
         group["lr"] = 0.01
     data = {k_: v.to(device) for k_, v in batch.items()}

@@ -11,15 +11,17 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
+from r2o_pretrain.resnet_depths import BASIC_BLOCK_DEPTHS, DEPTHS
+
 
 def _torchvision_layout(cfg) -> None:
     depth = cfg.MODEL.RESNETS.DEPTH
-    if depth not in (18, 34, 50, 101, 152):
-        raise ValueError(f"MODEL.RESNETS.DEPTH must be 18, 34, 50, 101 or 152 for an R2O backbone, got {depth}")
+    if depth not in DEPTHS:
+        raise ValueError(f"MODEL.RESNETS.DEPTH must be one of {DEPTHS} for an R2O backbone, got {depth}")
     was_frozen = cfg.is_frozen()
     cfg.defrost()
     cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
-    if depth in (18, 34):
+    if depth in BASIC_BLOCK_DEPTHS:
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
         cfg.MODEL.RESNETS.RES5_DILATION = 1
     if was_frozen:

@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
+from .resnet_depths import DEPTHS
 from .schedules import SCHEDULES
 
 METHODS = ("r2o", "detcon", "byol")
 SLIC_INPUTS = ("uint8", "normalized")
 SUPERPIXEL_POOLINGS = ("exact", "official")
 LABEL_MAPS = ("nearest", "official")
-DEPTHS = (18, 34, 50, 101, 152)
 
 
 class ConfigError(ValueError):

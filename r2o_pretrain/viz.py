@@ -10,14 +10,13 @@ import torch
 from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries, mark_boundaries
 
-from .data.views import IMAGENET_MEAN, IMAGENET_STD
+from .data.device_augment import unnormalize
+from .model.refiner import RegionRefiner
 
 
 def denormalize(raw: torch.Tensor) -> np.ndarray:
     """float[B,3,H,W] (ImageNet-normalised) → uint8[B,H,W,3]."""
-    mean = raw.new_tensor(IMAGENET_MEAN)[:, None, None]
-    std = raw.new_tensor(IMAGENET_STD)[:, None, None]
-    img = (raw.float() * std + mean).clamp(0, 1) * 255
+    img = unnormalize(raw) * 255
     return img.round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -89,8 +88,6 @@ def regions_picture(
     raw float[B,3,R,R] (ImageNet-normalised), superpixels int64[B,R,R]. K above the number of
     superpixels in the batch is capped by k-means.
     """
-    from .model.refiner import RegionRefiner
-
     was_training = encoder.training
     encoder.eval()
     c4 = encoder.forward_c4(raw)

@@ -25,17 +25,14 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from r2o_pretrain.build import build_dataset, resolve_data_root
+from r2o_pretrain.config import ConfigError, load_config
+from r2o_pretrain.data.folder import DatasetError
+from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from r2o_pretrain.config import ConfigError, load_config  # noqa: E402
-from r2o_pretrain.data.folder import DatasetError  # noqa: E402
-from r2o_pretrain.data.prefill import prefill_superpixels, shard_indices  # noqa: E402
-from r2o_pretrain.engine.distributed import DistInfo  # noqa: E402
-from r2o_pretrain.engine.trainer import build_dataset, resolve_data_root  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "pretrain" / "demo.yaml"
 
@@ -72,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(a.config, a.overrides)
         if not cfg.data.superpixel_cache:
             raise ConfigError("data.superpixel_cache is empty (the cache is off): set it to a folder to fill")
-        dataset = build_dataset(cfg, resolve_data_root(cfg, DistInfo(0, 1, 0, torch.device("cpu"))))
+        dataset = build_dataset(cfg, resolve_data_root(cfg))
     except (ConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights  # noqa: E402
+from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from r2o_pretrain.eval.unsup_seg import EvalDataError, evaluate, list_pairs  # noqa: E402
-from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder  # noqa: E402
-from r2o_pretrain.weights import ConversionError  # noqa: E402
+from r2o_pretrain.eval.unsup_seg import EvalDataError, evaluate, list_pairs
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+from r2o_pretrain.weights import ConversionError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from r2o_pretrain.data.demo_scenes import write_demo_dataset  # noqa: E402
+from r2o_pretrain.data.demo_scenes import write_demo_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

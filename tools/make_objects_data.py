@@ -22,9 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from r2o_pretrain.data.object_scenes import AssetsError, write_objects_dataset  # noqa: E402
+from r2o_pretrain.data.object_scenes import AssetsError, write_objects_dataset
 
 DEFAULT_ASSETS = Path(os.environ.get("R2O_CACHE_DIR", Path.home() / ".cache/r2o")) / "assets"
 

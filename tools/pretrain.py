@@ -15,7 +15,7 @@ Examples:
   torchrun --nproc-per-node 8 tools/pretrain.py --config ...   # DDP; multi-node with torchrun's flags
 
 Exit codes: 0 done (and a torchrun worker stopped by a preemption signal), 2 unusable settings, data or
-checkpoint, 3 the loss became NaN/inf, 75 stopped by a preemption signal (train.preempt_signals) after
+checkpoint, 3 the loss or the weights became NaN/inf, 75 stopped by a preemption signal (train.preempt_signals) after
 writing its checkpoint: continue with --resume auto (README, "GPUs and many nodes").
 """
 
@@ -26,13 +26,13 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from r2o_pretrain.build import dry_run_plan
+from r2o_pretrain.config import ConfigError, describe_keys, load_config
+from r2o_pretrain.data.folder import BadImageError, DatasetError
+from r2o_pretrain.engine.checkpoint import CheckpointError
+from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, train
 
-from r2o_pretrain.config import ConfigError, describe_keys, load_config  # noqa: E402
-from r2o_pretrain.data.folder import BadImageError, DatasetError  # noqa: E402
-from r2o_pretrain.engine.checkpoint import CheckpointError  # noqa: E402
-from r2o_pretrain.engine.trainer import NonFiniteLossError, dry_run_plan, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CONFIG = ROOT / "configs" / "pretrain" / "demo.yaml"
 
@@ -79,9 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run_plan(cfg, args.world_size).table())
             return 0
         result = train(cfg, args.resume)
-    except (ConfigError, DatasetError, CheckpointError, BadImageError, NonFiniteLossError) as exc:
+    except (
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        BadImageError,
+        NonFiniteLossError,
+        NonFiniteWeightsError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, NonFiniteLossError) else 2
+        return 3 if isinstance(exc, (NonFiniteLossError, NonFiniteWeightsError)) else 2
     print(f"checkpoint: {result.checkpoint}")
     if result.export:
         print(f"exported backbone (torchvision format): {result.export}")

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import detectron2.utils.comm as comm
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils.logger import setup_logger
 
-import detectron2.utils.comm as comm  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
-
-from r2o_d2 import (  # noqa: E402
+from r2o_d2 import (
     R2OConfigError,
     R2OTrainer,
     adapt_norm_to_world_size,
@@ -45,8 +42,8 @@ from r2o_d2 import (  # noqa: E402
     register_coco_dataset,
     register_demo_datasets,
 )
-from r2o_d2.trainer import EvalCheckpointer  # noqa: E402
-from r2o_pretrain.weights import ConversionError  # noqa: E402
+from r2o_d2.trainer import EvalCheckpointer
+from r2o_pretrain.weights import ConversionError
 
 logger = logging.getLogger("r2o_d2")
 

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from r2o_pretrain.data.folder import BadImageError, open_rgb  # noqa: E402
-from r2o_pretrain.data.superpixels import slic_labels  # noqa: E402
-from r2o_pretrain.data.views import TwoViewTransform  # noqa: E402
-from r2o_pretrain.model.encoder import load_encoder  # noqa: E402
-from r2o_pretrain.viz import regions_picture, save_png  # noqa: E402
-from r2o_pretrain.weights import ConversionError  # noqa: E402
+from r2o_pretrain.data.folder import BadImageError, open_rgb
+from r2o_pretrain.data.superpixels import slic_labels
+from r2o_pretrain.data.views import TwoViewTransform
+from r2o_pretrain.model.encoder import load_encoder
+from r2o_pretrain.viz import regions_picture, save_png
+from r2o_pretrain.weights import ConversionError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..seeding import sample_seed
 from .folder import BadImageError, DatasetError, list_images
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
@@ -22,10 +23,6 @@ from .views import TwoViewTransform
 logger = logging.getLogger(__name__)
 
 MAX_FALLBACKS = 64
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + index * 7_919 + 12_345) % (2**63 - 1)
 
 
 class PretrainDataset(Dataset):

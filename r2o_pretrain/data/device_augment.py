@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as F2
@@ -152,9 +153,21 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def unnormalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised float[...,3,H,W] → float32 in [0,1] (clamped): the inverse of ``normalize``."""
+    mean = x.new_tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+    return (x.float() * std + mean).clamp(0, 1)
+
+
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 pictures → float32 in [0, 1]."""
     return x.float().div_(255)
+
+
+def to_input_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """A picture uint8[H,W,3] → the encoder's input float32[3,H,W], ImageNet-normalised."""
+    return normalize_images(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1))
 
 
 def normalize_images(x: torch.Tensor) -> torch.Tensor:

@@ -11,36 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-logger = logging.getLogger("r2o")
+from ..weights.checkpoint_file import PRETRAIN_FORMAT as FORMAT
+from ..weights.checkpoint_file import PRETRAIN_FORMAT_VERSION as FORMAT_VERSION
+from ..weights.checkpoint_file import atomic_save
 
-FORMAT = "r2o-pretrain"
-FORMAT_VERSION = 1
+logger = logging.getLogger("r2o")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message names the file and what to do."""
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def kept_checkpoint_path(last: str | os.PathLike, epoch: int) -> Path:

@@ -21,27 +21,29 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import Config, ConfigError
-from ..data.dataset import PretrainDataset, build_loader
-from ..data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from ..build import build_dataset, build_model, build_training_optimizer, resolve_data_root
+from ..config import Config
+from ..data.dataset import build_loader
 from ..data.device_augment import batch_on_device, normalize_images
-from ..data.folder import list_images
-from ..data.superpixels import SuperpixelCache
-from ..data.views import TwoViewTransform
-from ..model.r2o import R2O
-from ..optim import build_optimizer, set_lr
+from ..optim import set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
+from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
-from .checkpoint import CheckpointError, atomic_save, load_training_state, save_checkpoint, training_state
-from .distributed import DistInfo, all_true, barrier, cleanup, init_distributed
-from .logging import MetricsLog, setup_logging
+from ..weights.checkpoint_file import atomic_save
+from .checkpoint import CheckpointError, load_training_state, save_checkpoint, training_state
+from .distributed import all_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
+from .run_log import MetricsLog, setup_logging
 
 logger = logging.getLogger("r2o")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last checkpoint on disk is the last good state."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """The weights became NaN/inf; the checkpoint on disk was not overwritten and is the last good state."""
 
 
 @dataclass
@@ -80,77 +82,6 @@ class TrainResult:
     losses: list[float]
 
 
-def build_model(cfg: Config) -> R2O:
-    m = cfg.model
-    return R2O(
-        depth=m.depth,
-        method=m.method,
-        projector_hidden=m.projector_hidden,
-        projector_out=m.projector_out,
-        predictor_hidden=m.predictor_hidden,
-        kmeans_iters=m.kmeans_iters,
-        kmeans_until_converged=m.kmeans_until_converged,
-        mask_area_threshold=m.mask_area_threshold,
-        pool_area_floor=m.pool_area_floor,
-        superpixel_pooling=m.superpixel_pooling,
-        label_map=m.label_map,
-    )
-
-
-def resolve_data_root(cfg: Config, info: DistInfo) -> str:
-    """The folder to train on; with ``data.demo`` the demo scenes are written first if missing."""
-    if not cfg.data.demo:
-        if not cfg.data.root:
-            raise ConfigError("data.root is empty: give an image folder (data.root=PATH) or use data.demo=true")
-        return cfg.data.root
-    demo_dir = Path(cfg.data.demo_dir)
-    if info.is_main and not demo_dataset_ready(demo_dir):
-        logger.info("writing the demo scenes to %s (tools/make_demo_data.py does the same)", demo_dir)
-        write_demo_dataset(demo_dir)
-    barrier(info)
-    return cfg.data.root or str(demo_dir / "images")
-
-
-def dry_run_plan(cfg: Config, world_size: int) -> TrainingPlan:
-    """The run's plan without training: N from ``data.num_examples`` if given, else by listing the images
-    (the demo scenes are written first if missing, as training would)."""
-    n = cfg.data.num_examples
-    if n <= 0:
-        if cfg.data.demo and not demo_dataset_ready(cfg.data.demo_dir):
-            write_demo_dataset(Path(cfg.data.demo_dir))
-        root = cfg.data.root or (str(Path(cfg.data.demo_dir) / "images") if cfg.data.demo else "")
-        if not root:
-            raise ConfigError("--dry-run needs data.root=PATH (to count the images) or data.num_examples=N")
-        n = len(list_images(root).files)
-    plan = plan_from_config(cfg, n, world_size)
-    if plan.steps_per_epoch < 1:
-        raise ConfigError(
-            f"{n} images are fewer than one global batch ({cfg.train.batch_size} x {world_size} processes)"
-        )
-    return plan
-
-
-def build_dataset(cfg: Config, root: str) -> PretrainDataset:
-    """The pretraining dataset of ``root`` with the views and region prior that ``cfg`` asks for."""
-    d = cfg.data
-    return PretrainDataset(
-        root,
-        TwoViewTransform(
-            d.view_size,
-            d.raw_size,
-            tuple(d.crop_scale),
-            tuple(d.crop_ratio),
-            flip_prob=d.flip_prob,
-            augment_on=d.augment_on,
-        ),
-        SuperpixelCache(
-            d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root, slic_input=d.slic_input
-        ),
-        seed=cfg.train.seed,
-        min_image_size=d.min_image_size,
-    )
-
-
 class Trainer:
     def __init__(self, cfg: Config, resume: str | None = None) -> None:
         self.cfg = cfg
@@ -162,7 +93,9 @@ class Trainer:
         setup_logging(self.out if self.info.is_main else None, self.info.rank)
         t = cfg.train
         self.device = self.info.device
-        self.dataset = build_dataset(cfg, resolve_data_root(cfg, self.info))
+        root = resolve_data_root(cfg, write_demo=self.info.is_main)
+        barrier(self.info)  # the main process has written the demo scenes, if asked to
+        self.dataset = build_dataset(cfg, root)
         d = cfg.data
         self.loader, self.sampler = build_loader(
             self.dataset,
@@ -192,13 +125,7 @@ class Trainer:
             self.model.online_encoder.compile()
             self.model.target_encoder.compile()
             logger.info("torch.compile: online and target encoders")
-        self.optimizer = build_optimizer(
-            [self.model.online_encoder, self.model.online_projector, self.model.predictor],
-            cfg.optim.optimizer,
-            cfg.optim.weight_decay,
-            cfg.optim.momentum,
-            cfg.optim.trust_coefficient,
-        )
+        self.optimizer = build_training_optimizer(cfg, self.model)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
         if self.amp_dtype == torch.float16 and self.device.type != "cuda":
             # bf16 autocast runs on CPUs too (fast where they have AVX512-BF16/AMX); fp16 needs the GPU's scaler
@@ -253,7 +180,7 @@ class Trainer:
 
     def _save(self, epoch: int) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise NonFiniteLossError(
+            raise NonFiniteWeightsError(
                 f"weights became NaN/inf at step {self.step}; not overwriting {self.checkpoint_path}. "
                 "Lower optim.base_lr or use train.amp=none."
             )
@@ -284,7 +211,7 @@ class Trainer:
         set_lr(self.optimizer, values.lr)
         self.model.update_target(values.tau)
         generator = torch.Generator(device=dev)
-        generator.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 1_009 + self.info.rank)
+        generator.manual_seed(step_seed(self.cfg.train.seed, self.step, self.info.rank))
         autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only)
@@ -312,7 +239,25 @@ class Trainer:
         self.metrics = MetricsLog(self.out, enabled=info.is_main)
         self.losses: list[float] = []
         self.skipped_total = 0
-        p = self.plan
+        self._log_run_header()
+        self.model.train()
+        self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
+        self.preemption.install(self.loader)
+        try:
+            epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
+            while self.step < self.stop_step:
+                self.train_one_epoch(epoch)
+                if self.step % self.steps_per_epoch == 0:
+                    epoch += 1
+                self._save(epoch)
+            return self._finish()
+        finally:
+            self.preemption.uninstall()
+            self.metrics.close()
+            cleanup(info)
+
+    def _log_run_header(self) -> None:
+        cfg, info, p = self.cfg, self.info, self.plan
         logger.info(
             "%d images, %d steps/epoch, %d epochs (%d steps), global batch %d, max lr %.4g (x K/16: %s), "
             "warm-up %d steps, %s on %s x%d",
@@ -330,28 +275,16 @@ class Trainer:
         )
         if self.dataset.skipped_non_images:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
-        self.model.train()
-        self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
-        self.preemption.install(self.loader)
-        try:
-            epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
-            while self.step < self.stop_step:
-                self.train_one_epoch(epoch)
-                if self.step % self.steps_per_epoch == 0:
-                    epoch += 1
-                self._save(epoch)
-            export = self._export() if info.is_main else None
-            png = self.write_regions_png() if info.is_main and cfg.train.regions_png else None
-            logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
-            if self.skipped_total:
-                logger.warning(
-                    "%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total
-                )
-            return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
-        finally:
-            self.preemption.uninstall()
-            self.metrics.close()
-            cleanup(info)
+
+    def _finish(self) -> TrainResult:
+        """After the last step: the backbone export and regions.png (main process), the summary."""
+        is_main = self.info.is_main
+        export = self._export() if is_main else None
+        png = self.write_regions_png() if is_main and self.cfg.train.regions_png else None
+        logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
+        if self.skipped_total:
+            logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)
+        return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
 
     def train_one_epoch(self, epoch: int) -> None:
         """Steps of epoch index ``epoch`` (0-based) from ``self.step`` on, until the epoch or the run ends."""
@@ -370,10 +303,7 @@ class Trainer:
         )
         tic = time.perf_counter()
         for batch in self.loader:
-            if batch["skipped"]:
-                self.skipped_total += len(batch["skipped"])
-                for msg in batch["skipped"]:
-                    logger.warning("skipped: %s", msg)
+            self._warn_skipped(batch["skipped"])
             result = self.train_step(batch)
             self.step += 1
             self.losses.append(result.loss)
@@ -384,28 +314,49 @@ class Trainer:
             bar.set_postfix(
                 loss=f"{result.loss:.4f}", lr=f"{result.values.lr:.3g}", K=result.num_labels, ips=f"{ips:.1f}"
             )
-            record = {
-                "step": self.step,
-                "epoch": result.values.epoch,
-                **result.record(),
-                "images_per_s": ips,
-                "skipped_images": self.skipped_total,
-            }
-            self.metrics.write(record, scalars=self.step % cfg.train.log_every == 0 or self.step == 1)
-            if info.is_main and (self.step % cfg.train.image_log_every == 0 or self.step == 1):
-                self.metrics.image("regions", self._picture(result), self.step)
-            if self.step % cfg.train.checkpoint_every == 0:
-                self._save(epoch)
-            if self.step == cfg.debug.kill_at_step:
-                logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
-                self.metrics.close()
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._log(result, ips)
+            self._log_picture(result)
+            self._checkpoint(epoch)
+            self._debug_kill()
             if self.step >= self.stop_step:
                 break
             if self.preemption.stop_requested():  # all ranks agree, after the same step
                 self._save(epoch)
                 self.preemption.exit(self.step, self.checkpoint_path)
         bar.close()
+
+    # ------------------------------------------------------------------ hooks after each step
+    def _warn_skipped(self, skipped: list[str]) -> None:
+        self.skipped_total += len(skipped)
+        for msg in skipped:
+            logger.warning("skipped: %s", msg)
+
+    def _log(self, result: StepResult, images_per_s: float) -> None:
+        """metrics.jsonl every step; TensorBoard scalars every ``train.log_every`` steps and at step 1."""
+        record = {
+            "step": self.step,
+            "epoch": result.values.epoch,
+            **result.record(),
+            "images_per_s": images_per_s,
+            "skipped_images": self.skipped_total,
+        }
+        self.metrics.write(record, scalars=self.step % self.cfg.train.log_every == 0 or self.step == 1)
+
+    def _log_picture(self, result: StepResult) -> None:
+        """The region picture to TensorBoard every ``train.image_log_every`` steps and at step 1."""
+        if self.info.is_main and (self.step % self.cfg.train.image_log_every == 0 or self.step == 1):
+            self.metrics.image("regions", self._picture(result), self.step)
+
+    def _checkpoint(self, epoch: int) -> None:
+        if self.step % self.cfg.train.checkpoint_every == 0:
+            self._save(epoch)
+
+    def _debug_kill(self) -> None:
+        """``debug.kill_at_step``: SIGKILL this process after that step (the exact-resume tests)."""
+        if self.step == self.cfg.debug.kill_at_step:
+            logger.warning("debug.kill_at_step=%d: killing this process (SIGKILL)", self.step)
+            self.metrics.close()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _picture(self, result: StepResult, rows: int = 4):
         return region_grid(

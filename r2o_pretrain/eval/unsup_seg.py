@@ -1,7 +1,8 @@
 """Unsupervised object segmentation (the CUB protocol): fg/bg masks from a pretrained encoder alone.
 
 For each image: resize to S×S, SLIC superpixels, the encoder's layer3 (c4) map pooled per superpixel,
-k-means with K=2 over that image's superpixels (the region refiner with K=2, no training). The
+k-means with K=2 over that image's superpixels: ``model/refiner.py``'s ``RegionRefiner`` with K=2, called
+per image, no training. The
 foreground is the cluster that touches the image border least (the fraction of border pixels it
 covers; ties go to the smaller cluster). The oracle instead picks whichever assignment matches the
 ground truth better, an upper bound for the fg rule. The colour-only baseline (``encoder=None``) runs the
@@ -23,13 +24,13 @@ import torch
 from PIL import Image
 from skimage.color import rgb2lab
 
+from ..data.device_augment import to_input_tensor, unnormalize
+from ..data.folder import IMAGE_EXTENSIONS
 from ..data.superpixels import slic_labels
-from ..data.views import IMAGENET_MEAN, IMAGENET_STD
 from ..model.encoder import ResNetEncoder
-from ..model.kmeans import kmeans
-from ..model.refiner import superpixel_features
+from ..model.refiner import RegionRefiner
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+KMEANS_ITERS = 20
 
 
 class EvalDataError(RuntimeError):
@@ -126,7 +127,7 @@ def list_pairs(images: str | os.PathLike, masks: str | os.PathLike, split: str =
             else:
                 pairs.append(Pair(img, mask))
     else:
-        imgs = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+        imgs = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
         msks = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() == ".png"}
         for stem, img in imgs.items():
             if stem in msks:
@@ -159,9 +160,7 @@ def prepare(pair: Pair, size: int, n_segments: int) -> tuple[torch.Tensor, np.nd
     rgb = np.array(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
     gt = read_gt_mask(pair.mask)
     gt = np.asarray(Image.fromarray(gt.astype(np.uint8)).resize((size, size), Image.NEAREST)).astype(bool)
-    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
-    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
-    return x, slic_labels(rgb, n_segments), gt
+    return to_input_tensor(rgb), slic_labels(rgb, n_segments), gt
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -170,29 +169,28 @@ def two_way_labels(encoder: ResNetEncoder, x: torch.Tensor, superpixels: np.ndar
     """float[3,S,S] + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over superpixel features."""
     sp = torch.from_numpy(superpixels)[None]
     c4 = encoder.forward_c4(x[None])
-    feats, valid = superpixel_features(c4, sp)
-    assign, _ = kmeans(feats[valid], 2, iters=20, generator=torch.Generator().manual_seed(seed))
-    cluster_of = torch.zeros(valid.shape, dtype=torch.long)
-    cluster_of[valid] = assign
-    return cluster_of[0][sp[0]].numpy()
+    refiner = RegionRefiner(KMEANS_ITERS)
+    labels, _ = refiner(c4, sp, 2, sp.shape[-1], torch.Generator().manual_seed(seed))
+    return labels[0].numpy()
 
 
 @torch.no_grad()
 def colour_two_way_labels(x: torch.Tensor, superpixels: np.ndarray, seed: int = 0) -> np.ndarray:
     """float[3,S,S] (normalised) + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over the
     superpixels' mean CIE Lab colours, the colour-only baseline."""
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    rgb = (x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    rgb = unnormalize(x).permute(1, 2, 0).numpy()
     lab = torch.from_numpy(rgb2lab(rgb)).float().reshape(-1, 3)
     sp = torch.from_numpy(superpixels).reshape(-1)
     n = int(sp.max()) + 1
     counts = torch.bincount(sp, minlength=n)
     valid = counts > 0
-    feats = torch.zeros(n, 3).index_add_(0, sp, lab)[valid] / counts[valid, None]
-    assign, _ = kmeans(feats, 2, iters=20, generator=torch.Generator().manual_seed(seed))
-    cluster_of = torch.zeros(n, dtype=torch.long)
-    cluster_of[valid] = assign
-    return cluster_of[sp].reshape(superpixels.shape).numpy()
+    feats = torch.zeros(n, 3).index_add_(0, sp, lab) / counts.clamp_min(1)[:, None]
+    refiner = RegionRefiner(KMEANS_ITERS)
+    sp_map = torch.from_numpy(superpixels)[None]
+    labels, _ = refiner.cluster(
+        feats[None], valid[None], sp_map, 2, sp_map.shape[-1], torch.Generator().manual_seed(seed)
+    )
+    return labels[0].numpy()
 
 
 @dataclass

@@ -11,13 +11,9 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-BUILDERS = {
-    18: models.resnet18,
-    34: models.resnet34,
-    50: models.resnet50,
-    101: models.resnet101,
-    152: models.resnet152,
-}
+from ..resnet_depths import DEPTHS
+
+BUILDERS = {depth: getattr(models, f"resnet{depth}") for depth in DEPTHS}
 
 
 def block_out_channels(block: nn.Module) -> int:

@@ -22,7 +22,9 @@ from .refiner import RegionRefiner, superpixel_label_map
 
 
 @dataclass
-class LossOutput:
+class R2OOutput:
+    """Everything one forward of the model returns: the loss, what it counted, the label map and monitors."""
+
     loss: torch.Tensor  # scalar: mean over both directions and counted masks
     num_masks: torch.Tensor  # int64 scalar: counted masks (in both views), summed over both directions
     num_labels: int  # K actually used this step (<= requested K)
@@ -62,8 +64,12 @@ class R2O(nn.Module):
         self.mask_area_threshold = mask_area_threshold
         self.pool_area_floor = pool_area_floor
 
+    def online_modules(self) -> list[nn.Module]:
+        """The trained modules, in the optimiser's order: online encoder, online projector, predictor."""
+        return [self.online_encoder, self.online_projector, self.predictor]
+
     def online_parameters(self) -> list[nn.Parameter]:
-        return [*self.online_encoder.parameters(), *self.online_projector.parameters(), *self.predictor.parameters()]
+        return [p for module in self.online_modules() for p in module.parameters()]
 
     def target_parameters(self) -> list[nn.Parameter]:
         return [*self.target_encoder.parameters(), *self.target_projector.parameters()]
@@ -115,7 +121,7 @@ class R2O(nn.Module):
         k: int,
         generator: torch.Generator | None = None,
         superpixels_only: bool = False,
-    ) -> LossOutput:
+    ) -> R2OOutput:
         """views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R].
 
         As the authors: the online network sees cat([view1, view2]) and the target cat([view2, view1]),
@@ -148,7 +154,7 @@ class R2O(nn.Module):
             counted_both = torch.cat([counted, counted])
             loss, n = masked_byol_loss(preds, targets, counted_both)
         monitors = self.monitors(online.detach(), counted_both, mass, counted, out_size * out_size)
-        return LossOutput(loss, n, num_labels, label_map.detach(), monitors)
+        return R2OOutput(loss, n, num_labels, label_map.detach(), monitors)
 
     @staticmethod
     @torch.no_grad()

@@ -129,7 +129,10 @@ def paint_clusters(
 
 @dataclass
 class RegionRefiner:
-    """(target c4 of the raw view, superpixels, K) → label map int64[B,Hm,Wm] with ids in [0, K')."""
+    """(target c4 of the raw view, superpixels, K) → label map int64[B,Hm,Wm] with ids in [0, K').
+
+    Training calls it on a batch; the unsupervised evaluation (``eval/unsup_seg.py``, K=2) and the
+    region pictures (``viz.py``) on their own images, the same code path."""
 
     kmeans_iters: int = 200
     until_converged: bool = True
@@ -151,6 +154,20 @@ class RegionRefiner:
                 valid = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
             else:
                 feats, valid = superpixel_features(c4, superpixels)
+        return self.cluster(feats, valid, superpixels, k, label_size, generator)
+
+    @torch.no_grad()
+    def cluster(
+        self,
+        feats: torch.Tensor,
+        valid: torch.Tensor,
+        superpixels: torch.Tensor,
+        k: int,
+        label_size: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, int]:
+        """Superpixel features float[B,S,D] (``valid`` bool[B,S]) → (label map int64[B,label_size,
+        label_size], K'): k-means over the valid superpixels of the batch, ids painted back."""
         # Diverged weights give NaN features; cluster zeros instead so that the step reaches the loss,
         # whose non-finite value the trainer detects on every process at once (no DDP hang).
         feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torchvision
 
-from ..engine.checkpoint import FORMAT as PRETRAIN_FORMAT
 from .caffe2 import refuse_caffe2
+from .checkpoint_file import PRETRAIN_FORMAT
 from .errors import ConversionError
 from .files import read_weights_file
 from .report import compare_state

@@ -6,14 +6,14 @@ import re
 
 import torch
 
+from ..resnet_depths import BLOCKS_PER_STAGE
+
 # torchvision layer -> detectron2 stage
 _D2_STAGE = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
 _TV_STAGE = {v: k for k, v in _D2_STAGE.items()}
 # The official R2O encoder is nn.Sequential(*list(resnet.children())[:-2]):
 # 0 conv1, 1 bn1, 2 relu, 3 maxpool, 4-7 layer1-4.
 OFFICIAL_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
-# block counts of layer1..4 → depth (34 and 50 share counts; Bottleneck has conv3)
-_DEPTHS = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
 
 
 def torchvision_to_detectron2(key: str) -> str:
@@ -64,7 +64,9 @@ def infer_depth(state: dict[str, torch.Tensor]) -> int:
         counts.append(max(blocks) + 1 if blocks else 0)
     counts_t = tuple(counts)
     bottleneck = any(k.endswith("conv3.weight") for k in state)
-    table = {**_DEPTHS, (3, 4, 6, 3): 50 if bottleneck else 34}
+    # block counts of layer1..4 → depth; 34 and 50 share counts (Bottleneck blocks have conv3)
+    table = {blocks: d for d, blocks in BLOCKS_PER_STAGE.items()}
+    table[BLOCKS_PER_STAGE[50]] = 50 if bottleneck else 34
     if counts_t in table:
         return table[counts_t]
     # blocks missing from a file: the smallest ResNet that has every block present, so that the

@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ..engine.checkpoint import atomic_save
+from .checkpoint_file import atomic_save
 from .errors import ConversionError
 from .formats import ResNetWeights
 from .resnet_keys import torchvision_to_detectron2

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from r2o_pretrain.config import load_config  # noqa: E402
-from r2o_pretrain.engine.trainer import Trainer  # noqa: E402
+from r2o_pretrain.config import load_config
+from r2o_pretrain.engine.trainer import Trainer
 
 
 def main() -> None:

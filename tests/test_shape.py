@@ -1,0 +1,49 @@
+"""Where things live: one seed formula, one depth table, weights/ below engine/, one refiner path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from r2o_pretrain.model.encoder import ResNetEncoder
+from r2o_pretrain.resnet_depths import DEPTHS
+from r2o_pretrain.seeding import sample_seed, step_seed
+from r2o_pretrain.weights.resnet_keys import infer_depth
+
+
+def test_derived_seeds_keep_the_values_of_earlier_runs():
+    # the formulas checkpoints of earlier runs were trained with: a resumed run must draw the same numbers
+    assert sample_seed(3, 5, 7) == (3 * 1_000_003 + 5 * 10_007 + 7 * 7_919 + 12_345) % (2**63 - 1)
+    assert step_seed(3, 5, 7) == 3 * 1_000_003 + 5 * 1_009 + 7
+    assert sample_seed(2**62, 1, 1) < 2**63 - 1  # fits torch.Generator.manual_seed
+    assert len({step_seed(0, s, r) for s in range(50) for r in range(8)}) == 400
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_depth_table_matches_torchvision_and_the_converter(depth):
+    with torch.device("meta"):
+        state = ResNetEncoder(depth).state_dict()
+    assert infer_depth(state) == depth
+
+
+def test_weights_package_does_not_import_the_engine():
+    code = "import sys, r2o_pretrain.weights; print(any(m.startswith('r2o_pretrain.engine') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_eval_two_way_labels_are_the_refiner_with_k2():
+    from r2o_pretrain.eval.unsup_seg import two_way_labels
+
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(18).eval()
+    x = torch.randn(3, 64, 64)
+    sp = np.repeat(np.repeat(np.arange(16).reshape(4, 4), 16, 0), 16, 1)  # 16 square superpixels
+    labels = two_way_labels(encoder, x, sp)
+    assert labels.shape == (64, 64) and set(np.unique(labels)) <= {0, 1}
+    for i in range(16):  # every superpixel gets one cluster id, painted over all its pixels
+        assert len(np.unique(labels[sp == i])) == 1

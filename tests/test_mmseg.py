@@ -29,6 +29,22 @@ R18 = [
     "val_dataloader.persistent_workers=False",
 ]
 
+# The VOC config shrunk to ResNet-18 at 64 px, checkpoint and validation every 2 iterations.
+SMALL_VOC = [
+    *R18,
+    "model.auxiliary_head.in_channels=256",
+    "model.auxiliary_head.channels=32",
+    "crop_size=(64,64)",
+    "model.data_preprocessor.size=(64,64)",
+    "train_dataloader.dataset.datasets.0.pipeline.2.scale=(128,64)",
+    "train_dataloader.dataset.datasets.1.pipeline.2.scale=(128,64)",
+    "train_dataloader.dataset.datasets.0.pipeline.3.crop_size=(64,64)",
+    "train_dataloader.dataset.datasets.1.pipeline.3.crop_size=(64,64)",
+    "val_dataloader.dataset.pipeline.1.scale=(128,96)",
+    "default_hooks.checkpoint.interval=2",
+    "train_cfg.val_interval=2",
+]
+
 
 def mim_train(config, work_dir, checkpoint, data_root, *options, resume=False):
     args = ["-m", "mim", "train", "mmseg", config, "--work-dir", str(work_dir), "--gpus", "0"]
@@ -45,20 +61,7 @@ def mim_train(config, work_dir, checkpoint, data_root, *options, resume=False):
 
 def test_voc_config_trains_from_r2o_checkpoint_and_resumes(r2o_checkpoint, demo_dir, tmp_path):
     root = voc_layout(demo_dir, tmp_path / "VOC2012")
-    small = [
-        *R18,
-        "model.auxiliary_head.in_channels=256",
-        "model.auxiliary_head.channels=32",
-        "crop_size=(64,64)",
-        "model.data_preprocessor.size=(64,64)",
-        "train_dataloader.dataset.datasets.0.pipeline.2.scale=(128,64)",
-        "train_dataloader.dataset.datasets.1.pipeline.2.scale=(128,64)",
-        "train_dataloader.dataset.datasets.0.pipeline.3.crop_size=(64,64)",
-        "train_dataloader.dataset.datasets.1.pipeline.3.crop_size=(64,64)",
-        "val_dataloader.dataset.pipeline.1.scale=(128,96)",
-        "default_hooks.checkpoint.interval=2",
-        "train_cfg.val_interval=2",
-    ]
+    small = SMALL_VOC
     work = tmp_path / "work"
     r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *small, "train_cfg.max_iters=2")
     text = r.stdout + r.stderr

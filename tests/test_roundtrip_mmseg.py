@@ -8,23 +8,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_tool
-from test_mmseg import R18, mim_train
+from test_mmseg import SMALL_VOC, mim_train
 from user_data import write_voc_palette_tree
 
-SMALL = [
-    *R18,
-    "model.auxiliary_head.in_channels=256",
-    "model.auxiliary_head.channels=32",
-    "crop_size=(64,64)",
-    "model.data_preprocessor.size=(64,64)",
-    "train_dataloader.dataset.datasets.0.pipeline.2.scale=(128,64)",
-    "train_dataloader.dataset.datasets.1.pipeline.2.scale=(128,64)",
-    "train_dataloader.dataset.datasets.0.pipeline.3.crop_size=(64,64)",
-    "train_dataloader.dataset.datasets.1.pipeline.3.crop_size=(64,64)",
-    "val_dataloader.dataset.pipeline.1.scale=(128,96)",
-    "default_hooks.checkpoint.interval=2",
-    "train_cfg.val_interval=2",
-]
+SMALL = SMALL_VOC
 
 
 def test_voc_palette_pngs_train_test_resume(r2o_checkpoint, tmp_path):

@@ -35,16 +35,21 @@ from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_split(voc: Path, split: str, size: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    voc: Path, split: str, size: int, limit: int = 0, label_stride: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
     """VOC layout ``voc/{JPEGImages,SegmentationClass,ImageSets/Segmentation/SPLIT.txt}`` → (normalised
-    float[N,3,S,S], labels int64[N,S/4,S/4] nearest-resized); ``limit`` > 0 keeps the first N images."""
+    float[N,3,S,S], labels int64[N,S/st,S/st] nearest-resized, st = ``label_stride``); ``limit`` > 0 keeps
+    the first N images."""
     names = (voc / "ImageSets/Segmentation" / f"{split}.txt").read_text().split()
     names = names[:limit] if limit > 0 else names
     imgs, labels = [], []
     for n in names:
         rgb = np.asarray(Image.open(voc / "JPEGImages" / f"{n}.jpg").convert("RGB").resize((size, size), Image.BICUBIC))
         lab = np.asarray(
-            Image.open(voc / "SegmentationClass" / f"{n}.png").resize((size // 4, size // 4), Image.NEAREST)
+            Image.open(voc / "SegmentationClass" / f"{n}.png").resize(
+                (size // label_stride, size // label_stride), Image.NEAREST
+            )
         )
         imgs.append(to_input_tensor(rgb))
         labels.append(torch.from_numpy(lab.astype(np.int64)))

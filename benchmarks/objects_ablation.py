@@ -17,7 +17,7 @@ runs and scores (and resumes a killed pretraining from its last checkpoint). The
   python benchmarks/objects_ablation.py [--preset cpu|gpu] [--data /work/data_objects] [--seeds 0 1]
   python benchmarks/objects_ablation.py --smoke                       # everything, tiny budget, own tiny data
 
-Presets: cpu (2 cores, <= 2.5 h: 3 epochs x 625 steps of 16, bf16), gpu (one H100, <= 8 min: (a)+(b) only, no
+Presets: cpu (2 cores, <= 2.5 h: 4 epochs x 156 steps of 16 on 2,500 scenes, fp32 unless native bf16), gpu (one H100, <= 8 min: (a)+(b) only, no
 mmseg there), smoke (a few minutes; results under --out, not benchmarks/results).
 """
 
@@ -71,6 +71,10 @@ class Preset:
     n_segments: int = 50
     eval_size: int = 128
     extra: tuple[str, ...] = ()  # further pretraining overrides
+    pretrain_images: int = 0  # pretrain on the first N scenes of DATA/pretrain/images (0: all)
+    # probe training labels at 1/8 of the image (16x16 at 128 px; val is scored at 1/4): the full-batch
+    # probe's time goes into upsampling logits to the label map, 216 s per probe at 1/4 on 2 cores
+    probe_label_stride: int = 8
 
 
 def cpu_has_native_bf16() -> bool:
@@ -86,18 +90,21 @@ def cpu_has_native_bf16() -> bool:
 CPU_FAST_PATH = ("train.amp=bf16", "train.channels_last=true") if cpu_has_native_bf16() else ()
 
 PRESETS = {
-    # 10,000 scenes / 16 = 625 steps per epoch; 3 epochs = 1,875 steps per run; bf16 autocast + channels_last
-    # where the CPU has native bf16 (README Performance: ~0.35 s per step on 2 idle cores), else fp32
-    # (~0.55 s per step). Estimate for the whole run in README.
+    # Measured on this project's 2-core AMD EPYC (no native bf16, so fp32): 11 images/s for an R2O step of
+    # 16 at 96/112 px with augment_on=device and 1 loader worker (9.4 with PIL photometrics, 8.3 with
+    # 2 workers): ~1.45 s per step. 2.5 h for 6 pretrainings + 8 scorings leaves ~625 steps per run, so:
+    # 4 epochs over the first 2,500 scenes (the curriculum K 32 -> 4 gets 4 points) = 625 steps of 16.
+    # Where the CPU has native bf16, bf16 autocast + channels_last (README Performance).
     "cpu": Preset(
-        epochs=3,
+        epochs=4,
         batch=16,
-        loader_workers=2,
+        loader_workers=1,
         probe_train=1000,
         probe_steps=300,
         fcn_iters=300,
         fcn_batch=8,
-        extra=CPU_FAST_PATH,
+        extra=("data.augment_on=device", *CPU_FAST_PATH),
+        pretrain_images=2500,
     ),
     # one H100: batch 128, 5 epochs = 390 steps per run (50,000 images); (a) + (b) only: no mmseg there
     "gpu": Preset(
@@ -119,6 +126,12 @@ SMOKE_DATA = dict(size=96, num_pretrain=16, num_train=8, num_val=4, num_val_sing
 
 def pretrain(method: str, seed: int, p: Preset, data: Path, out: Path) -> Path:
     """Pretrain (resuming a killed run) and return the checkpoint."""
+    root = data / "pretrain/images"
+    if p.pretrain_images:
+        files = sorted(root.glob("*.jpg"))[: p.pretrain_images]
+        root = out / f"pretrain_first_{p.pretrain_images}.txt"
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.write_text("".join(f"{f}\n" for f in files))
     cfg = load_config(
         ROOT / "configs/pretrain/demo.yaml",
         [
@@ -129,12 +142,13 @@ def pretrain(method: str, seed: int, p: Preset, data: Path, out: Path) -> Path:
             f"train.output_dir={out / f'{method}_s{seed}'}",
             "train.regions_png=false",
             "data.demo=false",
-            f"data.root={data / 'pretrain/images'}",
+            f"data.root={root}",
             f"data.view_size={p.view}",
             f"data.raw_size={p.raw}",
             f"data.n_segments={p.n_segments}",
             f"data.num_workers={p.loader_workers}",
             f"data.superpixel_cache={out / 'superpixel_cache'}",
+            "train.keep_every_epochs=1",  # epoch_NNNN.pth: the regions-across-the-curriculum picture
             *p.extra,
         ],
     )
@@ -164,7 +178,7 @@ class Scorer:
         self.p, self.data, self.device = p, data, device
         self.meta = json.loads((data / "objects.json").read_text())
         self.pairs = list_pairs(data / "val_single/images", data / "val_single/masks").pairs
-        self.train = load_split(data / "train", "train", p.eval_size, p.probe_train)
+        self.train = load_split(data / "train", "train", p.eval_size, p.probe_train, p.probe_label_stride)
         self.val = load_split(data / "val", "val", p.eval_size)
 
     def unsup(self, encoder: ResNetEncoder | None) -> dict:
@@ -179,11 +193,11 @@ class Scorer:
             encoder.cpu()
 
 
-PRETRAIN_FIELDS = ("epochs", "batch", "view", "raw", "n_segments", "extra")
+PRETRAIN_FIELDS = ("epochs", "batch", "view", "raw", "n_segments", "extra", "pretrain_images")
 SCORE_FIELDS = {  # the preset fields each score depends on (besides the pretraining)
     "unsup": ("eval_size",),
-    "probe_c4": ("eval_size", "probe_train", "probe_steps"),
-    "probe_c5": ("eval_size", "probe_train", "probe_steps"),
+    "probe_c4": ("eval_size", "probe_train", "probe_steps", "probe_label_stride"),
+    "probe_c5": ("eval_size", "probe_train", "probe_steps", "probe_label_stride"),
     "fcn": ("fcn_iters", "fcn_batch"),
 }
 
@@ -283,12 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assets", default=str(DEFAULT_ASSETS), help="assets for --smoke's own data")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="+", default=[*METHODS, "random"], choices=[*METHODS, "random"])
+    ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs instead of the preset's")
     ap.add_argument("--no-fcn", action="store_true", help="skip (c), the mmseg fine-tune (no mmseg installed)")
     ap.add_argument("--out", default=None, help="runs (default runs/objects_<preset>)")
     ap.add_argument("--results", default=None, help="JSON per run (default benchmarks/results/objects_<preset>)")
     a = ap.parse_args(argv)
     name = "smoke" if a.smoke else a.preset
     p = PRESETS[name] if not a.no_fcn else replace(PRESETS[name], fcn_iters=0)
+    p = replace(p, epochs=a.epochs) if a.epochs else p
     out = Path(a.out or f"runs/objects_{name}")
     results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
     results.mkdir(parents=True, exist_ok=True)
@@ -313,10 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     if colour.get("data") != data_meta or colour.get("eval_size") != p.eval_size:
         colour = {"data": data_meta, "eval_size": p.eval_size, **scorer.unsup(None)}
         colour_path.write_text(json.dumps(colour, indent=1))
-    records = [run(m, s, p, scorer, out, results) for m in a.methods for s in a.seeds]
+    # random init first (scores only), then seed-major so that every method has a seed-0 row early
+    order = sorted(a.methods, key=lambda m: m != "random")
+    records = [run(m, s, p, scorer, out, results) for s in a.seeds for m in order]
     meta = scorer.meta
     note = (
-        f"preset {name}: ResNet-18, {p.epochs} epochs x {meta['counts']['pretrain'] // p.batch} steps of {p.batch} "
+        f"preset {name}: ResNet-18, {p.epochs} epochs x {(p.pretrain_images or meta['counts']['pretrain']) // p.batch} "
+        f"steps of {p.batch} on {p.pretrain_images or meta['counts']['pretrain']} scenes "
         f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments), seeds {a.seeds}; scores at "
         f"{p.eval_size} px on {len(scorer.pairs)} val_single / {len(scorer.train[0])} probe-train / "
         f"{len(scorer.val[0])} val scenes; FCN {p.fcn_iters} iterations; {time.time() - t0:.0f} s this invocation"

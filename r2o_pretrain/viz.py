@@ -75,6 +75,29 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
 
 @torch.no_grad()
+def refined_label_maps(
+    encoder,
+    raw: torch.Tensor,
+    superpixels: torch.Tensor,
+    ks: Sequence[int],
+    kmeans_iters: int = 10,
+    seed: int = 0,
+    title: str = "",
+) -> list[tuple[str, np.ndarray]]:
+    """(title, int[B,R/4,R/4]) refined masks at each K from ``encoder``'s c4 of the raw views.
+
+    raw float[B,3,R,R] (ImageNet-normalised), superpixels int64[B,R,R]. K above the number of
+    superpixels in the batch is capped by k-means. Titles read ``"{title}K=k"``.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    c4 = encoder.forward_c4(raw)
+    encoder.train(was_training)
+    refiner = RegionRefiner(kmeans_iters)
+    gen = torch.Generator(device=raw.device).manual_seed(seed)
+    return [(f"{title}K={k}", refiner(c4, superpixels, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
+
+
 def regions_picture(
     encoder,
     raw: torch.Tensor,
@@ -83,16 +106,6 @@ def regions_picture(
     kmeans_iters: int = 10,
     seed: int = 0,
 ) -> np.ndarray:
-    """image | superpixels | refined masks at each K, from ``encoder``'s c4 of the raw views.
-
-    raw float[B,3,R,R] (ImageNet-normalised), superpixels int64[B,R,R]. K above the number of
-    superpixels in the batch is capped by k-means.
-    """
-    was_training = encoder.training
-    encoder.eval()
-    c4 = encoder.forward_c4(raw)
-    encoder.train(was_training)
-    refiner = RegionRefiner(kmeans_iters)
-    gen = torch.Generator(device=raw.device).manual_seed(seed)
-    maps = [(f"K={k}", refiner(c4, superpixels, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
+    """image | superpixels | refined masks at each K (``refined_label_maps``) as one RGB grid."""
+    maps = refined_label_maps(encoder, raw, superpixels, ks, kmeans_iters, seed)
     return region_grid(denormalize(raw), superpixels.cpu().numpy(), maps)

@@ -1,10 +1,13 @@
 """Unsupervised segmentation: the metric on hand-made masks, the fg rule, layouts and CLI error paths."""
 
+import importlib.util
+import json
 import re
 
 import numpy as np
 import pytest
-from conftest import run_tool
+import torch
+from conftest import ROOT, run_tool
 from PIL import Image
 
 from r2o_pretrain.eval.unsup_seg import (
@@ -172,6 +175,25 @@ def test_visualize_regions_cli(r2o_checkpoint, demo_dir, tmp_path):
     assert w == 4 * 160 and h == 18 + 2 * 160  # image | superpixels | K=16 | K=4, one row per image
     r = run_tool("tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), str(tmp_path / "missing.jpg"))
     assert r.returncode == 2 and "missing.jpg" in r.stderr
+    # across the curriculum: several training checkpoints, no --ks -> one column each, at its epoch's K
+    r = run_tool(
+        "tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), "--checkpoint", str(r2o_checkpoint),
+        *map(str, imgs), "--out", str(out), "--size", "64",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (4 * 160, 18 + 2 * 160)
+    r = run_tool("tools/visualize_regions.py", "--run", str(r2o_checkpoint.parents[1]), *map(str, imgs))
+    assert r.returncode == 2 and "keep_every_epochs=1" in r.stderr  # the test run kept no epoch_*.pth
+
+
+def test_curriculum_point_is_the_k_training_used(r2o_checkpoint, tmp_path):
+    spec = importlib.util.spec_from_file_location("visualize_regions", ROOT / "tools/visualize_regions.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    last = json.loads((r2o_checkpoint.parents[1] / "metrics.jsonl").read_text().splitlines()[-1])
+    assert tool.curriculum_point(str(r2o_checkpoint)) == (last["epoch"], last["k"])
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "plain.pth")
+    assert tool.curriculum_point(str(tmp_path / "plain.pth")) is None
 
 
 def test_make_demo_data_cli(tmp_path):

@@ -167,7 +167,7 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
 
 def to_input_tensor(rgb: np.ndarray) -> torch.Tensor:
     """A picture uint8[H,W,3] → the encoder's input float32[3,H,W], ImageNet-normalised."""
-    return normalize_images(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1))
+    return normalize_images(torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1))
 
 
 def normalize_images(x: torch.Tensor) -> torch.Tensor:

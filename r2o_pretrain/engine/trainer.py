@@ -192,7 +192,10 @@ class Trainer:
                     self.step,
                     epoch,
                     self.cfg.to_dict(),
-                    {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else None,
+                    {
+                        "steps_per_epoch": self.steps_per_epoch,  # tells a reader which epoch the last step was in
+                        **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
+                    },
                 ),
                 self.checkpoint_path,
                 self.steps_per_epoch,

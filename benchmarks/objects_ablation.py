@@ -298,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="+", default=[*METHODS, "random"], choices=[*METHODS, "random"])
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs instead of the preset's")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further pretraining overrides (recorded with each run; use with --out/--results of their own)",
+    )
     ap.add_argument("--no-fcn", action="store_true", help="skip (c), the mmseg fine-tune (no mmseg installed)")
     ap.add_argument("--out", default=None, help="runs (default runs/objects_<preset>)")
     ap.add_argument("--results", default=None, help="JSON per run (default benchmarks/results/objects_<preset>)")
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "smoke" if a.smoke else a.preset
     p = PRESETS[name] if not a.no_fcn else replace(PRESETS[name], fcn_iters=0)
     p = replace(p, epochs=a.epochs) if a.epochs else p
+    p = replace(p, extra=(*p.extra, *a.set)) if a.set else p
     out = Path(a.out or f"runs/objects_{name}")
     results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
     results.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,11 @@ runs and scores (and resumes a killed pretraining from its last checkpoint). The
   python benchmarks/objects_ablation.py [--preset cpu|gpu] [--data /work/data_objects] [--seeds 0 1]
   python benchmarks/objects_ablation.py --smoke                       # everything, tiny budget, own tiny data
 
-Presets: cpu (2 cores, <= 2.5 h: 4 epochs x 156 steps of 16 on 2,500 scenes, fp32 unless native bf16), gpu (one H100, <= 8 min: (a)+(b) only, no
-mmseg there), smoke (a few minutes; results under --out, not benchmarks/results).
+Presets: cpu (2 cores, <= 2.5 h: 4 epochs x 156 steps of 16 on the first 2,500 scenes, fp32 unless the CPU
+has native bf16; sized from measured step times, see PRESETS), gpu (one H100, <= 8 min: (a)+(b) only, no mmseg
+there; untested), smoke (a few minutes; results under --out, not benchmarks/results).
+  python benchmarks/objects_ablation.py --table                      # the table of the runs finished so far
+  python benchmarks/objects_ablation.py --set optim.base_lr=76.8 --out runs/x --results benchmarks/results/x
 """
 
 from __future__ import annotations
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assets", default=str(DEFAULT_ASSETS), help="assets for --smoke's own data")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="+", default=[*METHODS, "random"], choices=[*METHODS, "random"])
+    ap.add_argument("--table", action="store_true", help="only print the table of the runs RESULTS holds so far")
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs instead of the preset's")
     ap.add_argument(
         "--set",
@@ -315,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     p = replace(p, extra=(*p.extra, *a.set)) if a.set else p
     out = Path(a.out or f"runs/objects_{name}")
     results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
+    if a.table:
+        records = [json.loads(f.read_text()) for f in sorted(results.glob("*_s*.json"))]
+        colour = json.loads((results / "colour.json").read_text())
+        seeds = sorted({r["seed"] for r in records})
+        print(summary(records, colour, f"finished runs in {results} (seeds {seeds}); settings in each JSON"))
+        return 0
     results.mkdir(parents=True, exist_ok=True)
     data = Path(a.data)
     if a.smoke:

@@ -73,7 +73,21 @@ def probe_miou(
     layer: str = "c4",
 ) -> float:
     """mIoU on ``val`` of a 1x1-conv classifier trained on frozen ``layer`` (c4 | c5) features of ``train``
-    (full batch, Adam; logits upsampled to the label map; label 255 ignored)."""
+    (full batch, Adam; logits upsampled to the label map; label 255 ignored; classes absent from both
+    prediction and labels are left out of the mean)."""
+    ious = probe_ious(encoder, train, val, classes, steps, layer)
+    return float(np.mean([v for v in ious if v == v]))
+
+
+def probe_ious(
+    encoder: ResNetEncoder,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    classes: int,
+    steps: int = 300,
+    layer: str = "c4",
+) -> list[float]:
+    """Per-class IoU (nan where a class is in neither prediction nor labels) of ``probe_miou``'s probe."""
     (xt, yt), (xv, yv) = train, val
     ft, fv = _features(encoder, xt, layer), _features(encoder, xv, layer)
     mean, std = ft.mean((0, 2, 3), keepdim=True), ft.std((0, 2, 3), keepdim=True) + 1e-6
@@ -94,9 +108,8 @@ def probe_miou(
     for c in range(classes):
         p, g = (pred == c) & valid, (yv == c) & valid
         union = (p | g).sum().item()
-        if union:
-            ious.append((p & g).sum().item() / union)
-    return float(np.mean(ious))
+        ious.append((p & g).sum().item() / union if union else float("nan"))
+    return ious
 
 
 def linear_probe_miou(encoder: ResNetEncoder, voc: Path, size: int = 192, classes: int = 5, steps: int = 300) -> float:

@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""What the object benchmark's probes see, per encoder: per-class IoU of the 14-class c4/c5 probe and the
+foreground IoU of a 2-class (object vs background) probe — the diagnosis behind README's objects table.
+
+  python benchmarks/objects_probe_detail.py [--data /work/data_objects] [--layers c4] \\
+      random runs/objects_cpu/r2o_s0/checkpoints/last.pth runs/objects_cpu/r2o_s0/checkpoints/epoch_0001.pth
+
+Same probe as benchmarks/objects_ablation.py (--preset cpu: 1,000 train scenes at 128 px, labels at 1/8,
+300 full-batch Adam steps, val at 1/4). ``random`` is an untrained ResNet-18 (seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from ablation_demo import load_split, probe_ious
+from objects_ablation import NUM_CLASSES, PRESETS
+
+from r2o_pretrain.data.object_scenes import CLASSES
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+
+
+def foreground_only(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class ids → 0 background / 1 any object (255 kept)."""
+    x, y = split
+    return x, torch.where(y == 255, y, (y > 0).long())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("encoders", nargs="+", help="'random' or checkpoint files")
+    ap.add_argument("--data", default="/work/data_objects")
+    ap.add_argument("--layers", nargs="+", default=["c4"], choices=["c4", "c5"])
+    a = ap.parse_args(argv)
+    p, data = PRESETS["cpu"], Path(a.data)
+    train = load_split(data / "train", "train", p.eval_size, p.probe_train, p.probe_label_stride)
+    val = load_split(data / "val", "val", p.eval_size)
+    names = ["background", *CLASSES]
+    for spec in a.encoders:
+        torch.manual_seed(0)
+        encoder = ResNetEncoder(18) if spec == "random" else load_encoder(spec)
+        for layer in a.layers:
+            ious = probe_ious(encoder, train, val, NUM_CLASSES, p.probe_steps, layer)
+            per_class = ", ".join(f"{n} {100 * v:.1f}" for n, v in zip(names, ious))
+            fg = probe_ious(encoder, foreground_only(train), foreground_only(val), 2, p.probe_steps, layer)
+            print(f"{spec} {layer}: fg/bg probe: background {100 * fg[0]:.1f}, objects {100 * fg[1]:.1f}")
+            print(f"{spec} {layer}: 14-class probe IoU: {per_class}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

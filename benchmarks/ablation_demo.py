@@ -64,18 +64,8 @@ def _features(encoder: ResNetEncoder, x: torch.Tensor, layer: str = "c4") -> tor
     return torch.cat([fn(x[i : i + 32].to(device)).float().cpu() for i in range(0, len(x), 32)])
 
 
-def probe_miou(
-    encoder: ResNetEncoder,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    classes: int,
-    steps: int = 300,
-    layer: str = "c4",
-) -> float:
-    """mIoU on ``val`` of a 1x1-conv classifier trained on frozen ``layer`` (c4 | c5) features of ``train``
-    (full batch, Adam; logits upsampled to the label map; label 255 ignored; classes absent from both
-    prediction and labels are left out of the mean)."""
-    ious = probe_ious(encoder, train, val, classes, steps, layer)
+def mean_iou(ious: list[float]) -> float:
+    """Mean of per-class IoUs, leaving out classes absent from both prediction and labels (nan)."""
     return float(np.mean([v for v in ious if v == v]))
 
 
@@ -87,7 +77,9 @@ def probe_ious(
     steps: int = 300,
     layer: str = "c4",
 ) -> list[float]:
-    """Per-class IoU (nan where a class is in neither prediction nor labels) of ``probe_miou``'s probe."""
+    """Per-class IoU on ``val`` (nan where a class is in neither prediction nor labels) of a 1x1-conv
+    classifier trained on frozen ``layer`` (c4 | c5) features of ``train`` (full batch, Adam; logits
+    upsampled to the label map; label 255 ignored). ``mean_iou`` of it is the probe's mIoU."""
     (xt, yt), (xv, yv) = train, val
     ft, fv = _features(encoder, xt, layer), _features(encoder, xv, layer)
     mean, std = ft.mean((0, 2, 3), keepdim=True), ft.std((0, 2, 3), keepdim=True) + 1e-6
@@ -114,7 +106,7 @@ def probe_ious(
 
 def linear_probe_miou(encoder: ResNetEncoder, voc: Path, size: int = 192, classes: int = 5, steps: int = 300) -> float:
     """mIoU of a 1x1-conv classifier on frozen c4 features (logits upsampled to the label map)."""
-    return probe_miou(encoder, load_split(voc, "train", size), load_split(voc, "val", size), classes, steps)
+    return mean_iou(probe_ious(encoder, load_split(voc, "train", size), load_split(voc, "val", size), classes, steps))
 
 
 def score(encoder: ResNetEncoder, demo: Path, size: int) -> tuple[float, float]:

@@ -7,7 +7,7 @@ the preset sets epochs and batch. Scores per run (the random-init row: an untrai
   (a) unsup:     unsupervised foreground mIoU on DATA/val_single (r2o_pretrain.eval.unsup_seg, fg rule,
                  128 px, 50 segments); the colour-only baseline (mean Lab per superpixel) is scored once;
   (b) probe_c4 / probe_c5: mIoU (14 classes) of a frozen linear per-pixel probe on c4 / c5 features,
-                 trained on DATA/train, scored on DATA/val (128 px; benchmarks/ablation_demo.probe_miou);
+                 trained on DATA/train, scored on DATA/val (128 px; benchmarks/ablation_demo.probe_ious);
   (c) fcn:       mIoU of `mim train mmseg configs/r2o_fcn_objects.py` (ResNet-18 FCN, short schedule);
   (d) Mask R-CNN is not run here (optional in the issue; tools/train_net.py --coco-dataset reads DATA/train).
 Every (method, seed) writes RESULTS/<method>_s<seed>.json as its scores come in; a rerun skips finished
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from ablation_demo import load_split, probe_miou
+from ablation_demo import load_split, mean_iou, probe_ious
 from common import table
 
 from r2o_pretrain.config import load_config
@@ -191,7 +191,7 @@ class Scorer:
     def probe(self, encoder: ResNetEncoder, layer: str) -> float:
         enc = encoder.to(self.device)
         try:
-            return 100 * probe_miou(enc, self.train, self.val, NUM_CLASSES, self.p.probe_steps, layer)
+            return 100 * mean_iou(probe_ious(enc, self.train, self.val, NUM_CLASSES, self.p.probe_steps, layer))
         finally:
             encoder.cpu()
 

@@ -15,6 +15,7 @@ from .config import Config, ConfigError
 from .data.dataset import PretrainDataset
 from .data.demo_scenes import demo_dataset_ready, write_demo_dataset
 from .data.folder import list_images
+from .data.photometric import PhotometricSpec
 from .data.superpixels import SuperpixelCache
 from .data.views import TwoViewTransform
 from .model.r2o import R2O
@@ -73,6 +74,13 @@ def build_dataset(cfg: Config, root: str) -> PretrainDataset:
             tuple(d.crop_ratio),
             flip_prob=d.flip_prob,
             augment_on=d.augment_on,
+            photometric=PhotometricSpec(
+                color_jitter_p=d.color_jitter_p,
+                color_jitter=tuple(d.color_jitter),
+                grayscale_p=d.grayscale_p,
+                blur_p=tuple(d.blur_p),
+                solarize_p=tuple(d.solarize_p),
+            ),
         ),
         SuperpixelCache(
             d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root, slic_input=d.slic_input

@@ -48,6 +48,13 @@ class DataConfig:
     num_workers: int = 4
     pin_memory: bool = True
     augment_on: str = "cpu"  # cpu | device: BYOL's colour/blur/solarize in the loader workers or in the step
+    # the photometric augmentation's distributions (defaults: BYOL's; data/photometric.py PhotometricSpec);
+    # a factor is drawn from U(1 - s, 1 + s) for a jitter strength s (hue: a shift from U(-s, s))
+    color_jitter_p: float = 0.8
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)  # brightness, contrast, saturation, hue
+    grayscale_p: float = 0.2
+    blur_p: tuple[float, float] = (1.0, 0.1)  # view 1, view 2
+    solarize_p: tuple[float, float] = (0.0, 0.2)  # view 1, view 2
 
 
 @dataclass
@@ -275,6 +282,18 @@ def validate(cfg: Config) -> None:
     need(m.pool_area_floor >= 0, "model.pool_area_floor must be >= 0")
     need(d.slic_input in SLIC_INPUTS, f"data.slic_input must be one of {SLIC_INPUTS}, got '{d.slic_input}'")
     need(0 <= d.flip_prob <= 1, f"data.flip_prob must be in [0, 1], got {d.flip_prob}")
+    for name in ("color_jitter_p", "grayscale_p"):
+        need(0 <= getattr(d, name) <= 1, f"data.{name} must be in [0, 1], got {getattr(d, name)}")
+    for name in ("blur_p", "solarize_p"):
+        need(
+            all(0 <= p <= 1 for p in getattr(d, name)),
+            f"data.{name} must be two probabilities [view 1, view 2] in [0, 1], got {list(getattr(d, name))}",
+        )
+    need(
+        all(0 <= s <= 1 for s in d.color_jitter[:3]) and 0 <= d.color_jitter[3] <= 0.5,
+        "data.color_jitter must be [brightness, contrast, saturation, hue] strengths, the first three in [0, 1] and"
+        f" hue in [0, 0.5] (torchvision ColorJitter's), got {list(d.color_jitter)}",
+    )
     need(
         m.superpixel_pooling in SUPERPIXEL_POOLINGS,
         f"model.superpixel_pooling must be one of {SUPERPIXEL_POOLINGS}, got '{m.superpixel_pooling}'",

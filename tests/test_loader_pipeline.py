@@ -153,3 +153,71 @@ def test_batched_ops_equal_torchvision_v2_per_sample():
     params[4:8, P.SOLARIZE] = 1.0
     want = augment_per_sample_torchvision(x, params)
     torch.testing.assert_close(augment_batch(x, params), want, atol=1e-4, rtol=0)
+
+
+NO_PHOTOMETRIC = P.PhotometricSpec(color_jitter_p=0, grayscale_p=0, blur_p=(0, 0), solarize_p=(0, 0))
+
+
+def test_photometric_settings_change_only_the_colours_of_a_sample(photo_folder):
+    """Weaker or no colour augmentation draws the same crops (the same random stream); with every
+    photometric op off, the CPU-augmented views are the un-augmented ones bit for bit."""
+    path = str(photo_folder / "p0.jpg")
+    samples = {}
+    for name, t in {
+        "byol": TwoViewTransform(32, 32, augment_on="cpu"),
+        "off": TwoViewTransform(32, 32, augment_on="cpu", photometric=NO_PHOTOMETRIC),
+        "raw": TwoViewTransform(32, 32, augment_on="device"),
+    }.items():
+        torch.manual_seed(3)
+        samples[name] = t.load(path)
+    assert torch.equal(samples["byol"]["boxes"], samples["off"]["boxes"])
+    assert torch.equal(samples["off"]["views"], samples["raw"]["views"])
+    assert not torch.equal(samples["byol"]["views"], samples["raw"]["views"])  # BYOL's blurs view 1 always
+    # the device path applies the same no-op parameters as identity
+    x = samples["raw"]["views"].float() / 255
+    torch.manual_seed(0)
+    off = torch.stack([P.sample_two_views(NO_PHOTOMETRIC)[0] for _ in range(2)])
+    torch.testing.assert_close(augment_batch(x, off), x)
+
+
+def test_jitter_strengths_bound_the_drawn_factors():
+    spec = P.PhotometricSpec(color_jitter_p=1.0, color_jitter=(0.1, 0.0, 0.3, 0.05), grayscale_p=0.0)
+    torch.manual_seed(0)
+    params = torch.cat([P.sample_two_views(spec) for _ in range(300)])
+    assert params[:, P.JITTER].eq(1).all() and params[:, P.GRAYSCALE].eq(0).all()
+    for col, lo, hi in (
+        (P.BRIGHTNESS, 0.9, 1.1),
+        (P.CONTRAST, 1.0, 1.0),
+        (P.SATURATION, 0.7, 1.3),
+        (P.HUE, -0.05, 0.05),
+    ):
+        v = params[:, col]
+        assert v.min() >= lo - 1e-6 and v.max() <= hi + 1e-6, col
+        if hi > lo:  # the range is used, not a point inside it
+            assert v.min() < lo + 0.1 * (hi - lo) and v.max() > hi - 0.1 * (hi - lo), col
+
+
+def test_photometric_config_keys_reach_the_dataset_and_are_checked(photo_folder):
+    from r2o_pretrain.build import build_dataset
+    from r2o_pretrain.config import ConfigError, load_config
+
+    cfg = load_config(
+        None,
+        [
+            "data.color_jitter_p=0.5",
+            "data.color_jitter=[0.2,0.2,0.1,0.05]",
+            "data.grayscale_p=0",
+            "data.solarize_p=[0,0]",
+            f"data.root={photo_folder}",
+            "data.superpixel_cache=",
+        ],
+    )
+    spec = build_dataset(cfg, str(photo_folder)).transform.photometric
+    assert spec == P.PhotometricSpec(0.5, (0.2, 0.2, 0.1, 0.05), 0.0, (1.0, 0.1), (0.0, 0.0))
+    for bad, key in (
+        ("data.color_jitter=[0.4,0.4,0.2,0.7]", "data.color_jitter"),
+        ("data.grayscale_p=1.5", "data.grayscale_p"),
+        ("data.blur_p=[1.0,-0.1]", "data.blur_p"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [bad])

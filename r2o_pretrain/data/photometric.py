@@ -9,10 +9,13 @@ paths see the same augmentation for the same sample.
 Distributions (docs/method.md step 1, BYOL): colour jitter with p=0.8 — brightness and contrast factors
 U(0.6, 1.4), saturation U(0.8, 1.2), hue shift U(-0.1, 0.1), applied in a random order as torchvision's
 ColorJitter does; grayscale p=0.2; Gaussian blur, sigma U(0.1, 2), p=1.0 (view 1) / 0.1 (view 2);
-solarize at 128/255, p=0.0 (view 1) / 0.2 (view 2).
+solarize at 128/255, p=0.0 (view 1) / 0.2 (view 2). ``PhotometricSpec`` holds these numbers; the
+``data.color_jitter*``, ``data.grayscale_p``, ``data.blur_p`` and ``data.solarize_p`` settings change them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from PIL import Image, ImageFilter
@@ -28,38 +31,52 @@ BLUR_SIGMA = 10  # > 0: Gaussian blur with this sigma; 0: no blur
 SOLARIZE = 11  # 1.0: invert the values >= 128/255
 NUM_PARAMS = 12
 
-BYOL_BLUR_P = (1.0, 0.1)  # view 1, view 2
-BYOL_SOLARIZE_P = (0.0, 0.2)
+
+@dataclass(frozen=True)
+class PhotometricSpec:
+    """The distributions the two views' parameters are drawn from; the defaults are BYOL's.
+
+    ``color_jitter`` holds torchvision ``ColorJitter``'s (brightness, contrast, saturation, hue) strengths: a factor
+    is drawn from U(1 - s, 1 + s) (hue: a shift from U(-s, s)); a strength of 0 leaves that property alone.
+    ``blur_p`` and ``solarize_p`` are per view (view 1, view 2). Every spec draws the same number of
+    uniforms, so changing it changes no other random choice (crops, flips) of a sample. The fields are
+    the ``data.*`` settings of the same names; ``config.validate`` checks their ranges.
+    """
+
+    color_jitter_p: float = 0.8
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
+    grayscale_p: float = 0.2
+    blur_p: tuple[float, float] = (1.0, 0.1)
+    solarize_p: tuple[float, float] = (0.0, 0.2)
 
 
-def sample_photometric(blur_p: float, solarize_p: float, u: list[float]) -> torch.Tensor:
-    """float[NUM_PARAMS] for one view from ``DRAWS_PER_VIEW`` uniforms in [0, 1)."""
+BYOL = PhotometricSpec()
+
+
+def sample_photometric(spec: PhotometricSpec, view: int, u: list[float]) -> torch.Tensor:
+    """float[NUM_PARAMS] for view ``view`` (0 or 1) from ``DRAWS_PER_VIEW`` uniforms in [0, 1)."""
+    b, c, s, h = spec.color_jitter
     p = torch.zeros(NUM_PARAMS)
-    p[JITTER] = float(u[0] < 0.8)
+    p[JITTER] = float(u[0] < spec.color_jitter_p)
     p[ORDER] = torch.tensor(u[1:5]).argsort().float()  # a uniformly random permutation
-    p[BRIGHTNESS] = 0.6 + 0.8 * u[5]
-    p[CONTRAST] = 0.6 + 0.8 * u[6]
-    p[SATURATION] = 0.8 + 0.4 * u[7]
-    p[HUE] = -0.1 + 0.2 * u[8]
-    p[GRAYSCALE] = float(u[9] < 0.2)
-    p[BLUR_SIGMA] = 0.1 + 1.9 * u[10] if u[11] < blur_p else 0.0
-    p[SOLARIZE] = float(u[12] < solarize_p)
+    p[BRIGHTNESS] = 1 - b + 2 * b * u[5]
+    p[CONTRAST] = 1 - c + 2 * c * u[6]
+    p[SATURATION] = 1 - s + 2 * s * u[7]
+    p[HUE] = -h + 2 * h * u[8]
+    p[GRAYSCALE] = float(u[9] < spec.grayscale_p)
+    p[BLUR_SIGMA] = 0.1 + 1.9 * u[10] if u[11] < spec.blur_p[view] else 0.0
+    p[SOLARIZE] = float(u[12] < spec.solarize_p[view])
     return p
 
 
 DRAWS_PER_VIEW = 13
 
 
-def sample_two_views() -> torch.Tensor:
-    """float[2, NUM_PARAMS]: view 1 (blur always, no solarize) and view 2 (blur 0.1, solarize 0.2), from
-    one call to torch's global generator."""
+def sample_two_views(spec: PhotometricSpec = BYOL) -> torch.Tensor:
+    """float[2, NUM_PARAMS]: both views' parameters (BYOL: view 1 blurred always and never solarized,
+    view 2 blurred with p 0.1 and solarized with p 0.2), from one call to torch's global generator."""
     u = torch.rand(2 * DRAWS_PER_VIEW).tolist()
-    return torch.stack(
-        [
-            sample_photometric(b, s, u[v * DRAWS_PER_VIEW :])
-            for v, (b, s) in enumerate(zip(BYOL_BLUR_P, BYOL_SOLARIZE_P))
-        ]
-    )
+    return torch.stack([sample_photometric(spec, v, u[v * DRAWS_PER_VIEW :]) for v in range(2)])
 
 
 _PIL_JITTER_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)

@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
 from .folder import open_rgb
-from .photometric import apply_photometric_pil, sample_two_views
+from .photometric import BYOL, PhotometricSpec, apply_photometric_pil, sample_two_views
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,7 +98,8 @@ class TwoViewTransform:
     exactly the pixels that were resized (the region masks are cut from the raw view with these boxes).
     ``augment_on="cpu"`` applies the photometric augmentation here with PIL; ``"device"`` leaves the views
     un-augmented and returns its parameters as ``photometric`` for ``device_augment.batch_on_device``.
-    ``resampler="pil"`` and ``draft=False`` give the previous pipeline's geometry (comparisons).
+    ``photometric`` sets the augmentation's distributions (BYOL's by default). ``resampler="pil"`` and
+    ``draft=False`` give the previous pipeline's geometry (comparisons).
     """
 
     view_size: int = 224
@@ -109,6 +110,7 @@ class TwoViewTransform:
     augment_on: str = "cpu"  # cpu | device
     draft: bool = True
     resampler: str = "torch"  # torch | pil
+    photometric: PhotometricSpec = BYOL  # the colour/blur/solarize distributions (data.color_jitter, ...)
 
     def __post_init__(self) -> None:
         if self.augment_on not in ("cpu", "device"):
@@ -164,7 +166,7 @@ class TwoViewTransform:
             view = resize_bicubic(pixels[:, top:bottom, left:right], self.view_size, self.resampler).permute(1, 2, 0)
             views.append(view.flip(1) if c.flip else view)
             boxes.append([top / height, left / width, bottom / height, right / width, float(c.flip)])
-        params = sample_two_views()
+        params = sample_two_views(self.photometric)
         if self.augment_on == "cpu":
             views = [
                 torch.from_numpy(np.array(apply_photometric_pil(Image.fromarray(v.numpy()), p)))

@@ -12,7 +12,7 @@ demo: setup
 	$(PY) tools/pretrain.py
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint:
 	$(PY) -m ruff check .

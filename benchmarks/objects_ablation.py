@@ -35,14 +35,19 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from ablation_demo import load_split, mean_iou, probe_ious
 from common import table
+from PIL import Image
+from torch.optim.swa_utils import update_bn
 
 from r2o_pretrain.config import load_config
+from r2o_pretrain.data.device_augment import to_input_tensor
 from r2o_pretrain.data.object_scenes import (
     CLASSES,
     AssetsError,
@@ -52,10 +57,15 @@ from r2o_pretrain.data.object_scenes import (
 from r2o_pretrain.engine.trainer import train
 from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+from r2o_pretrain.weights.checkpoint_file import atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("r2o", "detcon", "byol")
+# untrained ResNet-18s: as initialised (eval-mode BatchNorm is the identity: running mean 0, var 1), and with
+# its BatchNorm statistics estimated on pretraining scenes (what a pretrained encoder's BN holds)
+BASELINES = ("random", "random_bn")
+ROW_NAMES = {"random": "random init", "random_bn": "random init, BN stats"}
 NUM_CLASSES = 1 + len(CLASSES)
 DEFAULT_ASSETS = Path(os.environ.get("R2O_CACHE_DIR", Path.home() / ".cache/r2o")) / "assets"
 
@@ -75,6 +85,7 @@ class Preset:
     eval_size: int = 128
     extra: tuple[str, ...] = ()  # further pretraining overrides
     pretrain_images: int = 0  # pretrain on the first N scenes of DATA/pretrain/images (0: all)
+    bn_images: int = 1000  # random_bn: BatchNorm statistics from the first N pretraining scenes at eval_size
     # probe training labels at 1/8 of the image (16x16 at 128 px; val is scored at 1/4): the full-batch
     # probe's time goes into upsampling logits to the label map, 216 s per probe at 1/4 on 2 cores
     probe_label_stride: int = 8
@@ -158,6 +169,21 @@ def pretrain(method: str, seed: int, p: Preset, data: Path, out: Path) -> Path:
     return Path(train(cfg, resume="auto").checkpoint)
 
 
+def random_encoder(seed: int, bn_scenes: Sequence[Path] = (), size: int = 128) -> ResNetEncoder:
+    """An untrained ResNet-18 (``torch.manual_seed(seed)``); with ``bn_scenes`` its BatchNorm running
+    statistics are then estimated on those pictures, resized to ``size`` (``torch.optim.swa_utils.update_bn``:
+    a cumulative mean over all of them; the weights stay untrained)."""
+    torch.manual_seed(seed)
+    encoder = ResNetEncoder(18)
+    if bn_scenes:
+        pictures = [
+            to_input_tensor(np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BICUBIC)))
+            for f in bn_scenes
+        ]
+        update_bn(torch.stack(pictures).split(64), encoder)
+    return encoder
+
+
 def fcn_miou(checkpoint: Path | None, seed: int, p: Preset, data: Path, work: Path) -> float:
     """mIoU (%) of `mim train mmseg configs/r2o_fcn_objects.py` from ``checkpoint`` (None: random init)."""
     cmd = [sys.executable, "-m", "mim", "train", "mmseg", "configs/r2o_fcn_objects.py", "--work-dir", str(work)]
@@ -235,7 +261,7 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
         if key in rec["scores"] and used.get(key) != score_settings[key]:
             for stale in (key, "unsup_oracle") if key == "unsup" else (key,):
                 rec["scores"].pop(stale, None)
-    if method != "random":
+    if method not in BASELINES:
         run_dir.mkdir(parents=True, exist_ok=True)
         stamp_file.write_text(json.dumps(pretrain_stamp, indent=1))
     if all(k in rec["scores"] for k in wanted):
@@ -247,8 +273,13 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
 
     t = time.time()
     if method == "random":
-        torch.manual_seed(seed)
-        encoder, checkpoint = ResNetEncoder(18), None
+        encoder, checkpoint = random_encoder(seed), None
+    elif method == "random_bn":
+        scenes = sorted((scorer.data / "pretrain/images").glob("*.jpg"))[: p.bn_images]
+        encoder, checkpoint = random_encoder(seed, scenes, p.eval_size), run_dir.with_suffix(".pth")
+        rec["bn_images"] = len(scenes)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(encoder.state_dict(), checkpoint)  # the FCN starts from it (torchvision keys)
     else:
         checkpoint = pretrain(method, seed, p, scorer.data, out)
         encoder = load_encoder(str(checkpoint))
@@ -280,10 +311,10 @@ def summary(records: list[dict], colour: dict, note: str) -> str:
 
     keys = ["unsup", "probe_c4", "probe_c5", "fcn"]
     rows = []
-    for method in (*METHODS, "random"):
+    for method in (*METHODS, *BASELINES):
         recs = [r for r in records if r["method"] == method]
         if recs:
-            name = "random init" if method == "random" else method
+            name = ROW_NAMES.get(method, method)
             rows.append(
                 [name, str(len(recs)), *[fmt([r["scores"][k] for r in recs if k in r["scores"]]) for k in keys]]
             )
@@ -299,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="/work/data_objects", help="tools/make_objects_data.py's output")
     ap.add_argument("--assets", default=str(DEFAULT_ASSETS), help="assets for --smoke's own data")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--methods", nargs="+", default=[*METHODS, "random"], choices=[*METHODS, "random"])
+    ap.add_argument("--methods", nargs="+", default=[*METHODS, *BASELINES], choices=[*METHODS, *BASELINES])
     ap.add_argument("--table", action="store_true", help="only print the table of the runs RESULTS holds so far")
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs instead of the preset's")
     ap.add_argument(
@@ -349,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         colour_path.write_text(json.dumps(colour, indent=1))
     # the bar first (item 4 of the issue: r2o vs random init over every seed), then detcon and byol,
     # seed-major, so that a benchmark cut short has answered the main question
-    rank = {m: i for i, m in enumerate(("random", "r2o", *METHODS))}
+    rank = {m: i for i, m in enumerate(("random", "r2o", *METHODS, "random_bn"))}
     pairs = sorted(
         ((m, s) for m in a.methods for s in a.seeds),
         key=lambda ms: (ms[0] not in ("random", "r2o"), ms[1], rank[ms[0]]),

@@ -12,11 +12,14 @@ Same probe as benchmarks/objects_ablation.py (--preset cpu: 1,000 train scenes a
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 from pathlib import Path
 
 import torch
 from ablation_demo import load_split, probe_ious
 from objects_ablation import NUM_CLASSES, PRESETS
+from torch.optim.swa_utils import update_bn
 
 from r2o_pretrain.data.object_scenes import CLASSES
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
@@ -33,21 +36,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("encoders", nargs="+", help="'random' or checkpoint files")
     ap.add_argument("--data", default="/work/data_objects")
     ap.add_argument("--layers", nargs="+", default=["c4"], choices=["c4", "c5"])
+    ap.add_argument(
+        "--recalibrate-bn",
+        action="store_true",
+        help="also probe each encoder after re-estimating its BatchNorm statistics on the probe's train scenes"
+        " (torch.optim.swa_utils.update_bn): do the scores come from the convolutions or from BN statistics?",
+    )
     a = ap.parse_args(argv)
     p, data = PRESETS["cpu"], Path(a.data)
     train = load_split(data / "train", "train", p.eval_size, p.probe_train, p.probe_label_stride)
     val = load_split(data / "val", "val", p.eval_size)
-    names = ["background", *CLASSES]
     for spec in a.encoders:
         torch.manual_seed(0)
         encoder = ResNetEncoder(18) if spec == "random" else load_encoder(spec)
-        for layer in a.layers:
-            ious = probe_ious(encoder, train, val, NUM_CLASSES, p.probe_steps, layer)
-            per_class = ", ".join(f"{n} {100 * v:.1f}" for n, v in zip(names, ious))
-            fg = probe_ious(encoder, foreground_only(train), foreground_only(val), 2, p.probe_steps, layer)
-            print(f"{spec} {layer}: fg/bg probe: background {100 * fg[0]:.1f}, objects {100 * fg[1]:.1f}")
-            print(f"{spec} {layer}: 14-class probe IoU: {per_class}", flush=True)
+        variants = [(spec, encoder)]
+        if a.recalibrate_bn:
+            recalibrated = copy.deepcopy(encoder)
+            update_bn(train[0].split(64), recalibrated)  # cumulative mean/var over all train scenes
+            variants.append((f"{spec} (BN stats from probe-train)", recalibrated))
+        for (name, enc), layer in itertools.product(variants, a.layers):
+            probe(name, enc, layer, train, val, p.probe_steps)
     return 0
+
+
+def probe(spec: str, encoder: ResNetEncoder, layer: str, train: tuple, val: tuple, steps: int) -> None:
+    """Print the 14-class per-class IoUs and the fg/bg probe of ``encoder``'s ``layer`` features."""
+    names = ["background", *CLASSES]
+    ious = probe_ious(encoder, train, val, NUM_CLASSES, steps, layer)
+    per_class = ", ".join(f"{n} {100 * v:.1f}" for n, v in zip(names, ious))
+    fg = probe_ious(encoder, foreground_only(train), foreground_only(val), 2, steps, layer)
+    print(f"{spec} {layer}: fg/bg probe: background {100 * fg[0]:.1f}, objects {100 * fg[1]:.1f}")
+    print(f"{spec} {layer}: 14-class probe IoU: {per_class}", flush=True)
 
 
 if __name__ == "__main__":

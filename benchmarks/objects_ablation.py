@@ -3,7 +3,8 @@
 
 Pretraining: configs/pretrain/demo.yaml's recipe (ResNet-18, LARS, base lr 0.3, cosine K 32 → 4) on
 DATA/pretrain/images (tools/make_objects_data.py), views 96 px, raw view 112 px, 50 SLIC segments;
-the preset sets epochs and batch. Scores per run (the random-init row: an untrained ResNet-18 per seed):
+the preset sets epochs and batch. Scores per run (the random-init rows: an untrained ResNet-18 per seed, as
+initialised and with BatchNorm statistics from 1,000 pretraining scenes, random_bn):
   (a) unsup:     unsupervised foreground mIoU on DATA/val_single (r2o_pretrain.eval.unsup_seg, fg rule,
                  128 px, 50 segments); the colour-only baseline (mean Lab per superpixel) is scored once;
   (b) probe_c4 / probe_c5: mIoU (14 classes) of a frozen linear per-pixel probe on c4 / c5 features,
@@ -302,6 +303,11 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
     return rec
 
 
+def recorded_runs(results: Path) -> list[dict]:
+    """The record of every (method, seed) RESULTS holds (a run cut short: the scores it got)."""
+    return [json.loads(f.read_text()) for f in sorted(results.glob("*_s*.json"))]
+
+
 def summary(records: list[dict], colour: dict, note: str) -> str:
     def fmt(values: list[float]) -> str:
         if not values:
@@ -351,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out or f"runs/objects_{name}")
     results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
     if a.table:
-        records = [json.loads(f.read_text()) for f in sorted(results.glob("*_s*.json"))]
+        records = recorded_runs(results)
         colour = json.loads((results / "colour.json").read_text())
         seeds = sorted({r["seed"] for r in records})
         print(summary(records, colour, f"finished runs in {results} (seeds {seeds}); settings in each JSON"))
@@ -385,14 +391,17 @@ def main(argv: list[str] | None = None) -> int:
         ((m, s) for m in a.methods for s in a.seeds),
         key=lambda ms: (ms[0] not in ("random", "r2o"), ms[1], rank[ms[0]]),
     )
-    records = [run(m, s, p, scorer, out, results) for m, s in pairs]
+    for m, s in pairs:
+        run(m, s, p, scorer, out, results)
+    records = recorded_runs(results)  # also those of earlier invocations (e.g. with other --methods)
     meta = scorer.meta
     note = (
         f"preset {name}: ResNet-18, {p.epochs} epochs x {(p.pretrain_images or meta['counts']['pretrain']) // p.batch} "
         f"steps of {p.batch} on {p.pretrain_images or meta['counts']['pretrain']} scenes "
-        f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments), seeds {a.seeds}; scores at "
+        f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments); scores at "
         f"{p.eval_size} px on {len(scorer.pairs)} val_single / {len(scorer.train[0])} probe-train / "
-        f"{len(scorer.val[0])} val scenes; FCN {p.fcn_iters} iterations; {time.time() - t0:.0f} s this invocation"
+        f"{len(scorer.val[0])} val scenes; FCN {p.fcn_iters} iterations; this invocation: {len(pairs)} runs "
+        f"(seeds {a.seeds}) in {time.time() - t0:.0f} s; the table: every run in {results}"
     )
     text = summary(records, colour, note)
     print(text)

@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     note = (
         f"preset {name}: ResNet-18, {p.epochs} epochs x {(p.pretrain_images or meta['counts']['pretrain']) // p.batch} "
         f"steps of {p.batch} on {p.pretrain_images or meta['counts']['pretrain']} scenes "
-        f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments); scores at "
+        f"(views {p.view} px, raw {p.raw} px, {p.n_segments} SLIC segments"
+        f"{'; --set ' + ' '.join(a.set) + ' after these' if a.set else ''}); scores at "
         f"{p.eval_size} px on {len(scorer.pairs)} val_single / {len(scorer.train[0])} probe-train / "
         f"{len(scorer.val[0])} val scenes; FCN {p.fcn_iters} iterations; this invocation: {len(pairs)} runs "
         f"(seeds {a.seeds}) in {time.time() - t0:.0f} s; the table: every run in {results}"

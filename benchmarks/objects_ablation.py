@@ -49,7 +49,7 @@ from torch.optim.swa_utils import update_bn
 
 from r2o_pretrain.config import load_config
 from r2o_pretrain.data.device_augment import to_input_tensor
-from r2o_pretrain.data.object_scenes import (
+from r2o_pretrain.scenes.objects import (
     CLASSES,
     AssetsError,
     objects_dataset_ready,

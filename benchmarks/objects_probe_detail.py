@@ -21,7 +21,7 @@ from ablation_demo import load_split, probe_ious
 from objects_ablation import NUM_CLASSES, PRESETS
 from torch.optim.swa_utils import update_bn
 
-from r2o_pretrain.data.object_scenes import CLASSES
+from r2o_pretrain.scenes.objects import CLASSES
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
 
 

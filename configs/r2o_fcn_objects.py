@@ -2,7 +2,7 @@
 #   R2O_CHECKPOINT=runs/r2o/checkpoints/last.pth R2O_DATA_ROOT=/work/data_objects \
 #       mim train mmseg configs/r2o_fcn_objects.py --work-dir runs/fcn_objects
 # ResNet-18 (the benchmark's depth), 14 classes (background + the 13 object categories of
-# r2o_pretrain.data.object_scenes.CLASSES, same order), crop 128, 1000 iterations; OUT laid out as
+# r2o_pretrain.scenes.objects.CLASSES, same order), crop 128, 1000 iterations; OUT laid out as
 #   {train,val}/JPEGImages/*.jpg  {train,val}/SegmentationClass/*.png (255 = border, ignored)
 #   {train,val}/ImageSets/Segmentation/{train,val}.txt
 _base_ = ["./r2o_fcn_voc.py"]

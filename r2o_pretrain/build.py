@@ -13,7 +13,7 @@ import torch
 
 from .config import Config, ConfigError
 from .data.dataset import PretrainDataset
-from .data.demo_scenes import demo_dataset_ready, write_demo_dataset
+from .scenes.demo import demo_dataset_ready, write_demo_dataset
 from .data.folder import list_images
 from .data.photometric import PhotometricSpec
 from .data.superpixels import SuperpixelCache

@@ -6,7 +6,7 @@
 # Objects:     tuxpaint-stamps-default (GPL-2): PNG cut-outs with alpha, by category folder
 #              -> DIR/tuxpaint-stamps-default/usr/share/tuxpaint/stamps/
 # Backgrounds: photographs only (abstract / rendered art of the same packages is not used; the file list is
-#              r2o_pretrain.data.object_scenes.BACKGROUND_PHOTOS):
+#              r2o_pretrain.scenes.objects.BACKGROUND_PHOTOS):
 #                mate-backgrounds (GPL-2+ / CC-BY-SA-4.0)     usr/share/backgrounds/mate/nature/*.jpg (12 photos)
 #                plasma-workspace-wallpapers (GPL-2+ etc.)    11 photo wallpapers (BytheWater, ColdRipple, ...)
 #                lomiri-wallpapers-16.04 (CC-BY / CC-BY-SA)   12 photos (the two bird photos and the pattern are left out)

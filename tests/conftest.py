@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A small demo dataset (every export), written once per test session."""
-    from r2o_pretrain.data.demo_scenes import write_demo_dataset
+    from r2o_pretrain.scenes.demo import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=24, n_val=8, n_fg=8, size=96, seed=1)
 

@@ -137,7 +137,7 @@ def test_demo_scenes_exports(demo_dir):
 
 
 def test_demo_scenes_are_deterministic(tmp_path):
-    from r2o_pretrain.data.demo_scenes import SceneGenerator
+    from r2o_pretrain.scenes.demo import SceneGenerator
 
     a = SceneGenerator(64).scene(np.random.default_rng(3), 3)
     b = SceneGenerator(64).scene(np.random.default_rng(3), 3)

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from r2o_pretrain.data import object_scenes as objs
+from r2o_pretrain.scenes import objects as objs
 
 
 def _photo_stamp(rng: np.random.Generator, h: int, w: int, soft: bool = True) -> np.ndarray:

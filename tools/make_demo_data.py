@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from r2o_pretrain.data.demo_scenes import write_demo_dataset
+from r2o_pretrain.scenes.demo import write_demo_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@
 OUT/pretrain/images (unlabelled scenes), OUT/{train,val}/ (JPEGImages, SegmentationClass palette PNGs with
 255 borders, ImageSets/Segmentation/{split}.txt, instances.json COCO with polygons), OUT/val_single/{images,masks}
 (one-object scenes for tools/eval_unsup_seg.py), OUT/objects.json (stamps per split, counts, timings).
-Stamps, categories, mask and split rules: r2o_pretrain/data/object_scenes.py. Readers, unchanged:
+Stamps, categories, mask and split rules: r2o_pretrain/scenes/objects.py. Readers, unchanged:
   python tools/train_net.py ... --coco-dataset objects_train OUT/train/instances.json OUT/train/JPEGImages
   R2O_DATA_ROOT=OUT mim train mmseg configs/r2o_fcn_objects.py
   python tools/eval_unsup_seg.py --checkpoint CKPT --images OUT/val_single/images --masks OUT/val_single/masks
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from r2o_pretrain.data.object_scenes import AssetsError, write_objects_dataset
+from r2o_pretrain.scenes.objects import AssetsError, write_objects_dataset
 
 DEFAULT_ASSETS = Path(os.environ.get("R2O_CACHE_DIR", Path.home() / ".cache/r2o")) / "assets"
 

@@ -23,7 +23,7 @@ from skimage import data as skdata
 from skimage.draw import ellipse, polygon
 from skimage.transform import resize
 
-from .scene_export import (  # noqa: F401  (Instance, class_map, rle_encode: re-exported for old imports)
+from .export import (  # noqa: F401  (Instance, class_map, rle_encode: re-exported for old imports)
     Instance,
     Scene,
     class_map,

@@ -53,7 +53,7 @@ from scipy import ndimage
 from skimage.draw import polygon2mask
 from skimage.measure import find_contours
 
-from .scene_export import Instance, Scene, coco_instances, rle_encode, save_class_png, save_fg_mask, voc_palette
+from .export import Instance, Scene, coco_instances, rle_encode, save_class_png, save_fg_mask, voc_palette
 
 VERSION = 2
 STAMPS_DIR = "tuxpaint-stamps-default/usr/share/tuxpaint/stamps"

@@ -1,9 +1,15 @@
-# FCN on Cityscapes from an R2O backbone — the R2O protocol (docs/method.md): the VOC FCN without the
-# auxiliary head, crop 769, 160 epochs, SGD lr 0.04 (weight decay 1e-4), steps at epochs 112 / 144,
-# batch 16 (8 GPUs x 2), align_corners, SyncBN. Published: R2O 300ep 76.6 mIoU.
+# FCN on Cityscapes from an R2O backbone — the authors' evaluation config (their
+# eval/cityscapes/config_cityscapes.py, mmseg 0.x: the `data.train.pipeline` that ran, not its unused
+# `train_pipeline` variable) in mmseg 1.x; docs/method.md lists what is kept different:
+# the VOC backbone; FCN head (256 channels, 2 convs, dilation 6, no concat, dropout 0.1, align_corners),
+# no auxiliary head; train: (2049, 1025) x U(0.5, 2) keeping the ratio, RandomCrop 769 with cat_max_ratio
+# 0.99, flip 0.5, no photometric distortion, pad to 769 (label 255); test: (2049, 1025) keeping the ratio,
+# whole image; SGD lr 0.04, momentum 0.9, weight decay 1e-4, 160 epochs, steps at epochs 112 / 144,
+# batch 16 = 4 images x 4 GPUs, SyncBN. Published: R2O 300ep 76.6 mIoU.
 #
 #   R2O_CHECKPOINT=runs/r2o_r50/checkpoints/last.pth mim train mmseg configs/r2o_fcn_cityscapes.py \
-#       --launcher pytorch --gpus 8
+#       --launcher pytorch --gpus 4
+#   (8 GPUs: add --cfg-options train_dataloader.batch_size=2 to keep the batch at 16)
 #
 # Without editing this file:
 #   R2O_CHECKPOINT  the weights (any R2O format; unset or "none": random init, with a warning)
@@ -21,18 +27,29 @@ norm_cfg = dict(type="SyncBN", requires_grad=True)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    decode_head=dict(num_classes=num_classes, align_corners=True),
+    decode_head=dict(
+        in_channels=2048,
+        in_index=3,
+        channels=256,
+        num_convs=2,
+        dilation=6,
+        concat_input=False,
+        dropout_ratio=0.1,
+        num_classes=num_classes,
+        norm_cfg=norm_cfg,
+        align_corners=True,
+        loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+    ),
     auxiliary_head=None,
-    test_cfg=dict(mode="slide", crop_size=crop_size, stride=(513, 513)),
+    test_cfg=dict(_delete_=True, mode="whole"),
 )
 train_pipeline = [
     dict(type="LoadImageFromFile"),
     dict(type="LoadAnnotations"),
     dict(type="RandomResize", scale=(2049, 1025), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type="RandomCrop", crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type="RandomCrop", crop_size=crop_size, cat_max_ratio=0.99),
     dict(type="RandomFlip", prob=0.5),
-    dict(type="PhotoMetricDistortion"),
-    dict(type="PackSegInputs"),
+    dict(type="PackSegInputs"),  # padding to crop_size (image 0 after normalisation, label 255): data_preprocessor
 ]
 test_pipeline = [
     dict(type="LoadImageFromFile"),
@@ -42,7 +59,7 @@ test_pipeline = [
 ]
 cityscapes = dict(type="CityscapesDataset", data_root=data_root)
 train_dataloader = dict(
-    batch_size=2,
+    batch_size=4,  # per GPU; the authors: 4 images x 4 GPUs
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),

@@ -1,11 +1,17 @@
-# FCN on PASCAL VOC 2012 (+aug) from an R2O backbone — the R2O/DetCon protocol (docs/method.md):
-# dilated ResNet-50 (V1b, style pytorch, strides 1,2,2,1, dilations 1,1,1,2, contract dilation),
-# FCN head (2 convs, dilation 6, concat input), auxiliary FCN head on layer3 (weight 0.2), crop 513,
-# 30k iterations, SGD lr 0.01, weight decay 1e-4, steps at 21k / 27k, batch 16 (8 GPUs x 2), SyncBN.
+# FCN on PASCAL VOC 2012 (+aug) from an R2O backbone — the authors' evaluation config (their
+# eval/pascal/config_pascal.py, mmseg 0.x) in mmseg 1.x; docs/method.md lists what is kept different:
+# dilated ResNet-50 (V1b, style pytorch, strides 1,2,2,1, dilations 1,1,1,2, contract dilation), SyncBN;
+# FCN head (256 channels, 2 convs, dilation 6, concat input, dropout 0.1); auxiliary FCN head on layer3
+# (256 channels, 2 convs, dilation 6, no concat, dropout 0.1, weight 0.2);
+# train: the original image x U(0.5, 2) (RandomRatioResize, registered by r2o_mmseg), RandomCrop 513 with
+# cat_max_ratio 0.99, flip 0.5, no photometric distortion, pad to 513 (label 255; done by the
+# data_preprocessor after normalisation, as their Pad after Normalize); test: the original size, whole image;
+# SGD lr 0.01, momentum 0.9, weight decay 1e-4, 30k iterations, steps at 21k / 27k, batch 16 = 8 images x 2 GPUs.
 # Published: R2O 300ep 77.3 mIoU.
 #
 #   R2O_CHECKPOINT=runs/r2o_r50/checkpoints/last.pth mim train mmseg configs/r2o_fcn_voc.py \
-#       --launcher pytorch --gpus 8
+#       --launcher pytorch --gpus 2
+#   (8 GPUs: add --cfg-options train_dataloader.batch_size=2 to keep the batch at 16)
 #
 # Without editing this file:
 #   R2O_CHECKPOINT  the weights: an R2O pretraining checkpoint, torchvision export, official R2O file or
@@ -30,7 +36,7 @@ crop_size = (513, 513)
 num_classes = 21
 norm_cfg = dict(type="SyncBN", requires_grad=True)
 
-data_preprocessor = dict(size=crop_size)
+data_preprocessor = dict(size=crop_size, pad_val=0, seg_pad_val=255)
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
@@ -51,44 +57,49 @@ model = dict(
     ),
     decode_head=dict(
         in_channels=2048,
-        channels=512,
+        in_index=3,
+        channels=256,
         num_convs=2,
         dilation=6,
         concat_input=True,
+        dropout_ratio=0.1,
         num_classes=num_classes,
         norm_cfg=norm_cfg,
         align_corners=False,
+        loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
     ),
     auxiliary_head=dict(
         in_channels=1024,
         in_index=2,
         channels=256,
-        num_convs=1,
+        num_convs=2,
+        dilation=6,
+        concat_input=False,
+        dropout_ratio=0.1,
         num_classes=num_classes,
         norm_cfg=norm_cfg,
         align_corners=False,
         loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=0.2),
     ),
+    test_cfg=dict(mode="whole"),
 )
 
 train_pipeline = [
     dict(type="LoadImageFromFile"),
     dict(type="LoadAnnotations"),
-    dict(type="RandomResize", scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type="RandomCrop", crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type="RandomRatioResize", ratio_range=(0.5, 2.0)),  # the original size x U(0.5, 2)
+    dict(type="RandomCrop", crop_size=crop_size, cat_max_ratio=0.99),
     dict(type="RandomFlip", prob=0.5),
-    dict(type="PhotoMetricDistortion"),
-    dict(type="PackSegInputs"),
+    dict(type="PackSegInputs"),  # padding to crop_size (image 0 after normalisation, label 255): data_preprocessor
 ]
-test_pipeline = [
+test_pipeline = [  # the original size
     dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=(2048, 512), keep_ratio=True),
     dict(type="LoadAnnotations"),
     dict(type="PackSegInputs"),
 ]
 voc = dict(type="PascalVOCDataset", data_root=data_root)
 train_dataloader = dict(
-    batch_size=2,
+    batch_size=8,  # per GPU; the authors: 8 images x 2 GPUs
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type="InfiniteSampler", shuffle=True),
@@ -135,5 +146,5 @@ default_hooks = dict(
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=3000, max_keep_ckpts=2),
 )
-# batch 16 = 8 GPUs x 2; with another number of GPUs mmengine rescales the lr when asked to:
+# batch 16 = 8 images x 2 GPUs; with another number of GPUs mmengine rescales the lr when asked to:
 auto_scale_lr = dict(enable=False, base_batch_size=16)

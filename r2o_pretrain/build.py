@@ -13,13 +13,13 @@ import torch
 
 from .config import Config, ConfigError
 from .data.dataset import PretrainDataset
-from .scenes.demo import demo_dataset_ready, write_demo_dataset
 from .data.folder import list_images
 from .data.photometric import PhotometricSpec
 from .data.superpixels import SuperpixelCache
 from .data.views import TwoViewTransform
 from .model.r2o import R2O
 from .optim import build_optimizer
+from .scenes.demo import demo_dataset_ready, write_demo_dataset
 from .schedules import TrainingPlan, plan_from_config
 
 logger = logging.getLogger("r2o")
@@ -39,13 +39,16 @@ def build_model(cfg: Config) -> R2O:
         pool_area_floor=m.pool_area_floor,
         superpixel_pooling=m.superpixel_pooling,
         label_map=m.label_map,
+        kmeans_init=m.kmeans_init,
     )
 
 
 def build_training_optimizer(cfg: Config, model: R2O) -> torch.optim.Optimizer:
     """LARS (or SGD) over the model's trained modules (``R2O.online_modules``), as ``cfg.optim`` says."""
     o = cfg.optim
-    return build_optimizer(model.online_modules(), o.optimizer, o.weight_decay, o.momentum, o.trust_coefficient)
+    return build_optimizer(
+        model.online_modules(), o.optimizer, o.weight_decay, o.momentum, o.trust_coefficient, o.lars, o.exclude
+    )
 
 
 def resolve_data_root(cfg: Config, write_demo: bool = True) -> str:
@@ -74,6 +77,7 @@ def build_dataset(cfg: Config, root: str) -> PretrainDataset:
             tuple(d.crop_ratio),
             flip_prob=d.flip_prob,
             augment_on=d.augment_on,
+            blur=d.blur,
             photometric=PhotometricSpec(
                 color_jitter_p=d.color_jitter_p,
                 color_jitter=tuple(d.color_jitter),

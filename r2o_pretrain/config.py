@@ -22,6 +22,10 @@ METHODS = ("r2o", "detcon", "byol")
 SLIC_INPUTS = ("uint8", "normalized")
 SUPERPIXEL_POOLINGS = ("exact", "official")
 LABEL_MAPS = ("nearest", "official")
+KMEANS_INITS = ("greedy", "single")
+LARS_KINDS = ("official", "timm")
+EXCLUDE_RULES = ("module_type", "official_names")
+BLURS = ("opencv", "pil")
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,9 @@ class DataConfig:
     grayscale_p: float = 0.2
     blur_p: tuple[float, float] = (1.0, 0.1)  # view 1, view 2
     solarize_p: tuple[float, float] = (0.0, 0.2)  # view 1, view 2
+    # the CPU path's blur: "opencv" (the authors': cv2.GaussianBlur, 23 taps); "pil": PIL's box-blur
+    # approximation (our earlier default). The device path always runs the 23-tap Gaussian in float.
+    blur: str = "opencv"
 
 
 @dataclass
@@ -66,6 +73,9 @@ class ModelConfig:
     predictor_hidden: int = 4096
     kmeans_iters: int = 200  # at most this many Lloyd iterations after k-means++ init (authors: 200)
     kmeans_until_converged: bool = True  # stop when the assignment repeats; false: exactly kmeans_iters
+    # k-means++ seeding: "greedy" (the authors', scikit-learn's: 2 + ln K candidates per centre, the one
+    # lowering the inertia most is kept); "single": one D²-sampled candidate (our earlier default)
+    kmeans_init: str = "greedy"
     superpixel_only_above: int = 128  # K above this: no refinement, the superpixels are the masks
     mask_area_threshold: float = 1e-3  # a mask counts if its roi-aligned mass is above this in both views
     pool_area_floor: float = 1.0  # mask pooling divides by max(area, this) (authors: 1; 0: true mean)
@@ -97,6 +107,11 @@ class OptimConfig:
     lr_k_scaling: bool = True  # the published "lr fix": multiply the lr by K/16
     base_tau: float = 0.99  # target EMA momentum at step 0, cosine to 1
     optimizer: str = "lars"  # lars | sgd (sgd: same groups, no layer-wise adaptation)
+    # "official": the authors' LARS (lr inside the momentum buffer); "timm": timm's Lars (w -= lr * buffer)
+    lars: str = "official"
+    # no decay/adaptation for: "module_type" (biases, every norm layer); "official_names": the authors'
+    # name rule, which leaves the stem BN weight in the LARS group
+    exclude: str = "module_type"
 
 
 @dataclass
@@ -121,6 +136,30 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Online evaluation during pretraining (r2o_pretrain/eval/online.py); docs/online_eval.md."""
+
+    every_epochs: int = 0  # evaluate at the end of every this many epochs and at the end of the run (0: off)
+    # fg/bg masks in a layout tools/eval_unsup_seg.py reads: plain images/ + masks/ folders, or CUB-200-2011
+    # (eval.images=CUB_200_2011/images eval.masks=segmentations); "demo": the demo scenes' fg_masks when
+    # training on the demo (data.demo=true, data.root empty), otherwise no evaluation
+    images: str = ""
+    masks: str = ""
+    split: str = "test"  # CUB split: test | train | all
+    max_images: int = 1000  # at most this many pairs, evenly spaced over the sorted listing (0: all)
+    size: int = 224  # images are resized to size x size
+    n_segments: int = 100  # SLIC segments per image
+    pictures: int = 4  # validation images in the TensorBoard picture (0: none)
+    # kNN top-1 on pooled c5 features: labelled folders in the ImageNet train/<class>/ layout ("": no kNN)
+    knn_train: str = ""
+    knn_val: str = ""
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    knn_max_images: int = 10000  # per folder, evenly spaced (0: all)
+    chunk: int = 16  # images per rank between two checks for a preemption signal
+
+
+@dataclass
 class DebugConfig:
     kill_at_step: int = -1  # fault injection for resume tests: SIGKILL the process after this step
 
@@ -132,6 +171,7 @@ class Config:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,6 +339,32 @@ def validate(cfg: Config) -> None:
         f"model.superpixel_pooling must be one of {SUPERPIXEL_POOLINGS}, got '{m.superpixel_pooling}'",
     )
     need(m.label_map in LABEL_MAPS, f"model.label_map must be one of {LABEL_MAPS}, got '{m.label_map}'")
+    need(m.kmeans_init in KMEANS_INITS, f"model.kmeans_init must be one of {KMEANS_INITS}, got '{m.kmeans_init}'")
+    need(o.lars in LARS_KINDS, f"optim.lars must be one of {LARS_KINDS}, got '{o.lars}'")
+    need(o.exclude in EXCLUDE_RULES, f"optim.exclude must be one of {EXCLUDE_RULES}, got '{o.exclude}'")
+    need(d.blur in BLURS, f"data.blur must be one of {BLURS}, got '{d.blur}'")
+    need(
+        d.blur == "opencv" or d.augment_on == "cpu",
+        f"data.blur={d.blur} exists only on the CPU path; data.augment_on=device always blurs with the 23-tap Gaussian",
+    )
+    _validate_eval(cfg.eval, need)
+
+
+def _validate_eval(e: EvalConfig, need) -> None:
+    """Settings only; the folders are checked at the start of training (r2o_pretrain/eval/online.py)."""
+    need(e.every_epochs >= 0, f"eval.every_epochs must be >= 0 (0: off), got {e.every_epochs}")
+    need(e.split in ("test", "train", "all"), f"eval.split must be test, train or all, got '{e.split}'")
+    need(e.max_images >= 0 and e.knn_max_images >= 0, "eval.max_images and eval.knn_max_images must be >= 0")
+    need(e.size >= 32, f"eval.size must be >= 32, got {e.size}")
+    need(e.n_segments >= 2, f"eval.n_segments must be >= 2, got {e.n_segments}")
+    need(e.pictures >= 0 and e.chunk >= 1, "eval.pictures must be >= 0 and eval.chunk >= 1")
+    need(e.knn_k >= 1, f"eval.knn_k must be >= 1, got {e.knn_k}")
+    need(e.knn_temperature > 0, f"eval.knn_temperature must be > 0, got {e.knn_temperature}")
+    need(bool(e.knn_train) == bool(e.knn_val), "eval.knn_train and eval.knn_val must be given together")
+    need(
+        e.every_epochs == 0 or e.images == "demo" or bool(e.images) == bool(e.masks),
+        "eval.images and eval.masks must be given together",
+    )
 
 
 def _is_signal_name(name: str) -> bool:

@@ -1,4 +1,20 @@
-"""The optimiser: LARS with biases and norm parameters excluded (the per-step lr and tau: schedules.py)."""
+"""The optimiser: LARS with biases and norm parameters excluded (the per-step lr and tau: schedules.py).
+
+``LARS`` is written here rather than taken from timm because the authors' update differs from timm's
+``Lars`` whenever the lr changes: theirs multiplies the lr into the momentum buffer,
+
+    d = lr · trust · (g + wd·w);   buffer = m·buffer + d   (first step: buffer = d);   w −= buffer,
+
+while timm multiplies the buffer by the lr (buffer = m·buffer + trust·(g + wd·w); w −= lr·buffer).
+The two agree only while the lr is constant; R2O's lr changes at every warm-up step (938 on ImageNet)
+and at every epoch's K/16 jump. Their trust ratio is η‖w‖ / (‖g‖ + wd·‖w‖), and 1 when ‖w‖ = 0 or that
+denominator is 0 (timm adds 1e-8 to the denominator and tests ‖g‖ = 0 instead). ``optim.lars=timm``
+selects timm's ``Lars`` (our earlier default).
+
+Which parameters skip weight decay and adaptation: ``optim.exclude=module_type`` (default) takes biases
+and every norm layer's parameters; ``official_names`` applies the authors' name rule (a name containing
+``bn``, ``downsample.1`` or ``bias``) to their names, which leaves the stem BN weight in the LARS group.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +23,111 @@ from timm.optim import Lars
 from torch import nn
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+LARS_KINDS = ("official", "timm")
+EXCLUDE_RULES = ("module_type", "official_names")
 
 
-def split_decay_groups(modules: list[nn.Module]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(weights that get decay + LARS adaptation, biases and all norm-layer parameters that get neither).
+class LARS(torch.optim.Optimizer):
+    """The authors' LARS (SGD with layer-wise trust ratios, the lr inside the momentum buffer).
 
-    Decided by module type, not by name: the official code matched names and so missed the stem BN.
+    Per parameter w with gradient g, in a group with lr, weight decay wd, momentum m and coefficient eta:
+    trust = eta·‖w‖ / (‖g‖ + wd·‖w‖) (1 when ‖w‖ = 0 or the denominator is 0; always 1 in a group with
+    ``lars_exclude=True``); d = (g + wd·w)·(lr·trust); buffer = m·buffer + d (d at the first step);
+    w −= buffer. No host synchronisation: the trust ratio stays a device tensor.
     """
+
+    def __init__(self, params, lr: float = 0.0, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 1e-3):
+        if lr < 0 or momentum < 0 or weight_decay < 0 or eta < 0:
+            raise ValueError(
+                f"LARS needs lr, momentum, weight_decay, eta >= 0, got {lr}, {momentum}, {weight_decay}, {eta}"
+            )
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if any("eta" not in g for g in state_dict.get("param_groups", [])):
+            raise ValueError(
+                "this optimizer state is not the authors' LARS (timm's Lars?): resume with optim.lars=timm"
+            )
+        super().load_state_dict(state_dict)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd, m, eta = group["lr"], group["weight_decay"], group["momentum"], group["eta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["lars_exclude"]:
+                    scale = lr
+                else:
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    denom = g_norm + wd * w_norm
+                    one = torch.ones_like(w_norm)
+                    trust = torch.where(w_norm > 0, torch.where(denom > 0, eta * w_norm / denom, one), one)
+                    scale = trust * lr
+                d = g.add(p, alpha=wd).mul(scale)
+                if m != 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:
+                        buf = state["momentum_buffer"].mul_(m).add_(d)
+                    d = buf
+                p.sub_(d)
+        return loss
+
+
+def official_parameter_name(module_index: int, name: str) -> str:
+    """Our parameter name → the authors' (their rule is a substring test on it).
+
+    ``module_index`` is the position in ``R2O.online_modules()`` (0 encoder, 1 projector, 2 predictor).
+    Their encoder is an ``nn.Sequential`` of torchvision's children (0 conv1, 1 bn1, 4–7 layer1–4), their
+    MLP names its layers ``l1``, ``bn1``, ``l2``.
+    """
+    if module_index == 0:
+        head, _, rest = name.partition(".")
+        seq = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+        return f"online_network.encoder.{seq.get(head, head)}.{rest}"
+    layer, _, rest = name.partition(".")
+    mlp = {"0": "l1", "1": "bn1", "3": "l2"}.get(layer, layer)
+    return f"online_network.projetion.{mlp}.{rest}" if module_index == 1 else f"predictor.predictor.{mlp}.{rest}"
+
+
+def excluded_by_official_name(name: str) -> bool:
+    """The authors' rule (utils/params_util.py): no decay, no adaptation for these names."""
+    return "bn" in name or "downsample.1" in name or "bias" in name
+
+
+def split_decay_groups(
+    modules: list[nn.Module], rule: str = "module_type"
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weights that get decay + LARS adaptation, biases and norm-layer parameters that get neither).
+
+    ``module_type``: decided by module type (every norm layer, every bias). ``official_names``: the
+    authors' name rule on their names (``official_parameter_name``), which misses the stem BN weight
+    (``encoder.1.weight``; its bias is excluded as a bias). Only the online modules' names map to theirs.
+    """
+    if rule not in EXCLUDE_RULES:
+        raise ValueError(f"exclusion rule must be one of {EXCLUDE_RULES}, got '{rule}'")
     regular, excluded = [], []
     seen: set[int] = set()
-    for root in modules:
-        for module in root.modules():
+    for index, root in enumerate(modules):
+        for module_name, module in root.named_modules():
             for name, p in module.named_parameters(recurse=False):
                 if not p.requires_grad or id(p) in seen:
                     continue
                 seen.add(id(p))
-                (excluded if isinstance(module, NORM_TYPES) or name == "bias" else regular).append(p)
+                if rule == "module_type":
+                    out = isinstance(module, NORM_TYPES) or name == "bias"
+                else:
+                    full = f"{module_name}.{name}" if module_name else name
+                    out = excluded_by_official_name(official_parameter_name(index, full))
+                (excluded if out else regular).append(p)
     return regular, excluded
 
 
@@ -32,15 +137,26 @@ def build_optimizer(
     weight_decay: float = 1e-6,
     momentum: float = 0.9,
     trust_coefficient: float = 1e-3,
+    lars: str = "official",
+    exclude: str = "module_type",
 ) -> torch.optim.Optimizer:
-    """timm's LARS: a group with weight decay is LARS-adapted, the excluded group (wd 0) is plain SGD."""
-    regular, excluded = split_decay_groups(modules)
+    """LARS over two groups: the regular one (decay, adaptation) and the excluded one (wd 0, trust 1).
+
+    ``lars``: ``official`` (the authors' update, ``LARS`` above) or ``timm`` (timm's ``Lars``, which adapts
+    exactly the groups with weight decay). ``kind="sgd"``: the same groups, plain SGD with momentum.
+    """
+    regular, excluded = split_decay_groups(modules, exclude)
     groups = [
         {"params": regular, "weight_decay": weight_decay, "name": "regular"},
         {"params": excluded, "weight_decay": 0.0, "name": "bias_and_norm"},
     ]
     if kind == "lars":
-        return Lars(groups, lr=0.0, momentum=momentum, trust_coeff=trust_coefficient, always_adapt=False)
+        if lars == "official":
+            groups[1]["lars_exclude"] = True
+            return LARS(groups, lr=0.0, momentum=momentum, eta=trust_coefficient)
+        if lars == "timm":
+            return Lars(groups, lr=0.0, momentum=momentum, trust_coeff=trust_coefficient, always_adapt=False)
+        raise ValueError(f"lars must be one of {LARS_KINDS}, got '{lars}'")
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=0.0, momentum=momentum)
     raise ValueError(f"unknown optimizer '{kind}'")

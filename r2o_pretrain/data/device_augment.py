@@ -8,7 +8,9 @@ torchvision's tensor functionals take one scalar factor per call, so per-sample 
 Python loop of ~6 calls per image (thousands of small kernel launches per batch on a GPU); here each op
 is a few launches for the whole batch. The ops follow torchvision's tensor formulas (ColorJitter,
 Grayscale, GaussianBlur with a 23-tap kernel and reflect padding, Solarize at 128/255), in float without
-rounding to uint8 between ops.
+rounding to uint8 between ops. The blur's kernel and border are OpenCV's (``cv2.GaussianBlur(img, (23, 23),
+sigma)``, the authors' blur, whose default border reflect-101 is torch's ``reflect``): rounded, it is within
+1 grey level of OpenCV's uint8 result (benchmarks/departures.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as F2
 
-from .photometric import BLUR_SIGMA, FACTORS, GRAYSCALE, JITTER, ORDER, SOLARIZE
+from .photometric import BLUR_KERNEL, BLUR_SIGMA, FACTORS, GRAYSCALE, JITTER, ORDER, SOLARIZE
 from .views import IMAGENET_MEAN, IMAGENET_STD
-
-BLUR_KERNEL = 23  # BYOL's kernel for 224² views
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:

@@ -19,35 +19,38 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image
 from torchvision import transforms as T
 
 from .folder import open_rgb
-from .photometric import BYOL, PhotometricSpec, apply_photometric_pil, sample_two_views
+from .photometric import BLURS, BYOL, PhotometricSpec, apply_photometric_pil, blur_pil_image, sample_two_views
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PILGaussianBlur(torch.nn.Module):
-    """Gaussian blur with sigma ~ U(lo, hi), by PIL's ImageFilter (about 20x faster than torchvision's
-    GaussianBlur on a PIL image, which converts to a tensor and convolves a 23-tap kernel; for
-    sigma <= 2 a 23-tap kernel already holds the whole Gaussian, so the results agree to rounding)."""
+    """Gaussian blur with sigma ~ U(lo, hi) on a PIL image: ``blur="opencv"`` is the authors'
+    ``cv2.GaussianBlur`` with a 23×23 kernel; ``"pil"`` is PIL's ImageFilter, a box-blur approximation
+    of the Gaussian that differs from it by up to 7 grey levels (benchmarks/departures.py)."""
 
-    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0)) -> None:
+    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0), blur: str = "opencv") -> None:
         super().__init__()
-        self.sigma = sigma
+        self.sigma, self.blur = sigma, blur
 
     def forward(self, img: Image.Image) -> Image.Image:
         sigma = float(torch.empty(1).uniform_(*self.sigma))
-        return img.filter(ImageFilter.GaussianBlur(radius=sigma))
+        return blur_pil_image(img, sigma, self.blur)
 
 
-def photometric_augmentation(blur_p: float, solarize_p: float, blur: str = "pil") -> T.Compose:
+def photometric_augmentation(blur_p: float, solarize_p: float, blur: str = "opencv") -> T.Compose:
     """BYOL's colour pipeline for one view as torchvision transforms (PIL image → normalised tensor), as
-    the authors run it; the benchmarks' baseline. ``blur="torchvision"``: torchvision's GaussianBlur(23)
-    (the authors'), ``"pil"``: PIL's (faster)."""
-    blur_op = PILGaussianBlur((0.1, 2.0)) if blur == "pil" else T.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))
+    the authors run it; the benchmarks' baseline. ``blur``: ``"opencv"`` (the authors': cv2.GaussianBlur,
+    23 taps), ``"pil"`` (PIL's box-blur approximation) or ``"torchvision"`` (GaussianBlur(23) on a tensor)."""
+    if blur == "torchvision":
+        blur_op = T.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))
+    else:
+        blur_op = PILGaussianBlur((0.1, 2.0), blur)
     return T.Compose(
         [
             T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
@@ -98,7 +101,8 @@ class TwoViewTransform:
     exactly the pixels that were resized (the region masks are cut from the raw view with these boxes).
     ``augment_on="cpu"`` applies the photometric augmentation here with PIL; ``"device"`` leaves the views
     un-augmented and returns its parameters as ``photometric`` for ``device_augment.batch_on_device``.
-    ``photometric`` sets the augmentation's distributions (BYOL's by default). ``resampler="pil"`` and
+    ``photometric`` sets the augmentation's distributions (BYOL's by default); ``blur`` the CPU path's blur
+    (``opencv``, the authors', or ``pil``; the device path always runs the 23-tap Gaussian in float). ``resampler="pil"`` and
     ``draft=False`` give the previous pipeline's geometry (comparisons).
     """
 
@@ -111,8 +115,11 @@ class TwoViewTransform:
     draft: bool = True
     resampler: str = "torch"  # torch | pil
     photometric: PhotometricSpec = BYOL  # the colour/blur/solarize distributions (data.color_jitter, ...)
+    blur: str = "opencv"  # opencv | pil: the CPU path's blur (data.blur)
 
     def __post_init__(self) -> None:
+        if self.blur not in BLURS:
+            raise ValueError(f"data.blur must be one of {BLURS}, got {self.blur!r}")
         if self.augment_on not in ("cpu", "device"):
             raise ValueError(f"data.augment_on must be 'cpu' or 'device', got {self.augment_on!r}")
         if self.resampler not in ("torch", "pil"):
@@ -169,7 +176,7 @@ class TwoViewTransform:
         params = sample_two_views(self.photometric)
         if self.augment_on == "cpu":
             views = [
-                torch.from_numpy(np.array(apply_photometric_pil(Image.fromarray(v.numpy()), p)))
+                torch.from_numpy(np.array(apply_photometric_pil(Image.fromarray(v.numpy()), p, self.blur)))
                 for v, p in zip(views, params)
             ]
         raw = resize_bicubic(pixels, self.raw_size, self.resampler).permute(1, 2, 0)

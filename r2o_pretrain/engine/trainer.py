@@ -205,19 +205,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ the step
     def train_step(self, batch: dict) -> StepResult:
-        """One optimiser step at ``self.step``: the target is updated first with tau(step) (as the
-        authors do, before the target forward), then forward, backward and the LARS step."""
+        """One optimiser step at ``self.step``: the forward (which, as the authors' does, clusters with the
+        target before its EMA update, runs the online network, updates the target with tau(step) and then
+        runs the target on the views), backward and the LARS step."""
         dev = self.device
         nb = dev.type == "cuda"
         views, boxes, raw, superpixels = batch_on_device(batch, dev, non_blocking=nb)  # uint8 → normalised here
         values = self.plan.at(self.step)
         set_lr(self.optimizer, values.lr)
-        self.model.update_target(values.tau)
         generator = torch.Generator(device=dev)
         generator.manual_seed(step_seed(self.cfg.train.seed, self.step, self.info.rank))
         autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
-            out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only)
+            out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only, values.tau)
         loss_value = float(out.loss.detach())
         if not all_true(math.isfinite(loss_value), self.info):
             raise NonFiniteLossError(

@@ -1,11 +1,17 @@
 """Batched k-means with k-means++ initialisation, in torch, on whatever device the features are.
 
+Seeding (``init``): ``greedy`` is the authors' (and scikit-learn's ``kmeans_plusplus``): for each new
+centre draw 2 + ⌊ln K⌋ D²-weighted candidates and keep the one that lowers the inertia most;
+``single`` draws one candidate per centre (the original k-means++).
+
 Written by hand because the clustering runs inside every training step on the training device:
 scikit-learn's KMeans would force a device→host copy and a CPU round-trip per step
 (benchmarks/kmeans.py measures both).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -40,6 +46,49 @@ def kmeans_plus_plus(
     return torch.stack(centres)
 
 
+def greedy_seeding(
+    x: torch.Tensor, k: int, first: torch.Tensor, uniforms: torch.Tensor, x_sq: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Greedy k-means++ with given random numbers: int64[k] indices of the chosen centres in ``x``.
+
+    x float[N,D]; first int64 scalar (the first centre); uniforms float[k-1,L] in [0, 1), one row of L
+    candidate draws per further centre. Candidate j of a step is the point where the running sum of the
+    current squared distances first reaches ``uniforms[j]·(their total)`` (``searchsorted``, as
+    scikit-learn's and the authors' code); the candidate whose addition gives the lowest total is kept.
+    """
+    if x_sq is None:
+        x_sq = (x * x).sum(-1)
+    n = x.shape[0]
+    chosen = [first.reshape(())]
+    d2 = _sq_dist_to(x, x_sq, x[first].reshape(1, -1))[:, 0]
+    for c in range(1, k):
+        targets = uniforms[c - 1].to(d2.dtype) * d2.sum()
+        cand = torch.searchsorted(torch.cumsum(d2, 0), targets).clamp_max_(n - 1)  # [L]
+        d_cand = torch.minimum(d2[None, :], _sq_dist_to(x, x_sq, x[cand]).T)  # [L,N]
+        best = d_cand.sum(1).argmin()
+        chosen.append(cand[best])
+        d2 = d_cand[best]
+    return torch.stack(chosen)
+
+
+def greedy_trials(k: int) -> int:
+    """Candidates per centre of the greedy seeding: 2 + ⌊ln k⌋ (scikit-learn's and the authors')."""
+    return 2 + int(math.log(k))
+
+
+def greedy_kmeans_plus_plus(
+    x: torch.Tensor, k: int, generator: torch.Generator | None = None, x_sq: torch.Tensor | None = None
+) -> torch.Tensor:
+    """float[N,D] → float[k,D] initial centres by greedy k-means++ (``greedy_seeding`` with draws from
+    ``generator``, which must live on ``x.device``). No host synchronisation."""
+    first = torch.randint(x.shape[0], (), generator=generator, device=x.device)
+    uniforms = torch.rand(max(k - 1, 0), greedy_trials(k), generator=generator, device=x.device)
+    return x[greedy_seeding(x, k, first, uniforms, x_sq)]
+
+
+SEEDINGS = {"greedy": greedy_kmeans_plus_plus, "single": kmeans_plus_plus}
+
+
 def kmeans(
     x: torch.Tensor,
     k: int,
@@ -47,10 +96,11 @@ def kmeans(
     generator: torch.Generator | None = None,
     until_converged: bool = True,
     check_every: int | None = None,
+    init: str = "greedy",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means in fp32 (also under autocast). x float[N,D] → (assignments int64[N] in [0, k'),
     centres float[k',D]), ``k' = min(k, N)``. See ``kmeans_with_iterations``."""
-    assign, centres, _ = kmeans_with_iterations(x, k, iters, generator, until_converged, check_every)
+    assign, centres, _ = kmeans_with_iterations(x, k, iters, generator, until_converged, check_every, init)
     return assign, centres
 
 
@@ -61,15 +111,19 @@ def kmeans_with_iterations(
     generator: torch.Generator | None = None,
     until_converged: bool = True,
     check_every: int | None = None,
+    init: str = "greedy",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """k-means++ init, then Lloyd iterations: (assignments int64[N], centres float[k',D], iterations run).
+    """k-means++ init (``init``: greedy | single), then Lloyd iterations: (assignments int64[N], centres float[k',D], iterations run).
 
     ``until_converged`` (the authors' rule): stop when the assignment no longer changes, after at most
     ``iters`` iterations; otherwise run exactly ``iters``. A repeated assignment is a fixed point, so
     testing it only every ``check_every`` iterations (default: every one on CPU, every 8 on a GPU,
     where each test is a host synchronisation) gives the same result. Empty clusters keep their
-    previous centre (the authors' code gives them a NaN centre).
+    previous centre (the authors' code gives them a NaN centre, and ``argmin`` then sends every point
+    to that cluster: docs/method.md, departure 5).
     """
+    if init not in SEEDINGS:
+        raise ValueError(f"k-means init must be one of {tuple(SEEDINGS)}, got '{init}'")
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"kmeans needs a non-empty [N,D] tensor, got shape {tuple(x.shape)}")
     if check_every is None:
@@ -78,7 +132,7 @@ def kmeans_with_iterations(
         x = x.float()
         k = min(k, x.shape[0])
         x_sq = (x * x).sum(-1)
-        centres = kmeans_plus_plus(x, k, generator, x_sq)
+        centres = SEEDINGS[init](x, k, generator, x_sq)
         assign = _sq_dist_to(x, x_sq, centres).argmin(1)
         done = 0
         for done in range(1, iters + 1):

@@ -17,14 +17,20 @@ def view_masks(label_map: torch.Tensor, boxes: torch.Tensor, num_labels: int, ou
     As the authors: ``roi_align`` with ``aligned=False``, spatial scale 1 on the label map, boxes in
     label-map pixels; masks of flipped views are flipped.
     """
-    b, hm, wm = label_map.shape
-    v = boxes.shape[1]
     onehot = F.one_hot(label_map, num_labels).permute(0, 3, 1, 2).float()  # [B,K,Hm,Wm]
+    return view_masks_from_maps(onehot, boxes, out_size)
+
+
+def view_masks_from_maps(maps: torch.Tensor, boxes: torch.Tensor, out_size: int) -> torch.Tensor:
+    """``view_masks`` for any per-region maps float[B,M,Hm,Wm] (one-hot, or the authors' soft bilinear
+    superpixel maps) → float[B,V,M,out_size*out_size]."""
+    b, num_labels, hm, wm = maps.shape
+    v = boxes.shape[1]
     scale = boxes.new_tensor([wm, hm, wm, hm])
     xyxy = boxes[..., [1, 0, 3, 2]] * scale  # (x0, y0, x1, y1) in label-map pixels
     batch_index = torch.arange(b, device=boxes.device, dtype=boxes.dtype).repeat_interleave(v)
     rois = torch.cat([batch_index[:, None], xyxy.reshape(b * v, 4)], dim=1)
-    masks = roi_align(onehot, rois, output_size=out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False)
+    masks = roi_align(maps, rois, output_size=out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False)
     flipped = boxes.reshape(b * v, 5)[:, 4] > 0.5
     masks = torch.where(flipped[:, None, None, None], masks.flip(-1), masks)
     return masks.reshape(b, v, num_labels, out_size * out_size)

@@ -1,7 +1,9 @@
 """The R2O model: online network, EMA target, region masks by method, and the symmetric masked loss.
 
-One call of ``R2O.forward`` is one training step's forward pass (docs/method.md, "One training step");
-the EMA update (``update_target``, at the start of the step) and the optimiser step are the trainer's.
+One call of ``R2O.forward`` is one training step's forward pass (docs/method.md, "One training step"),
+in the authors' order: the raw view through the target as it was before this step's EMA update →
+k-means → masks → online forward → EMA update of the target with tau (when given) → target forward on
+the views. The optimiser step is the trainer's.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from torch.profiler import record_function
 from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
 from .heads import MLP
-from .masks import mask_mass, mask_pool, view_masks
-from .refiner import RegionRefiner, superpixel_label_map
+from .masks import mask_mass, mask_pool, view_masks, view_masks_from_maps
+from .refiner import RegionRefiner, superpixel_label_map, superpixel_maps
 
 
 @dataclass
@@ -48,6 +50,7 @@ class R2O(nn.Module):
         pool_area_floor: float = 1.0,
         superpixel_pooling: str = "exact",
         label_map: str = "nearest",
+        kmeans_init: str = "greedy",
     ) -> None:
         super().__init__()
         if method not in ("r2o", "detcon", "byol"):
@@ -60,7 +63,7 @@ class R2O(nn.Module):
         self.target_projector = copy.deepcopy(self.online_projector)
         for p in self.target_parameters():
             p.requires_grad_(False)
-        self.refiner = RegionRefiner(kmeans_iters, kmeans_until_converged, superpixel_pooling, label_map)
+        self.refiner = RegionRefiner(kmeans_iters, kmeans_until_converged, superpixel_pooling, label_map, kmeans_init)
         self.mask_area_threshold = mask_area_threshold
         self.pool_area_floor = pool_area_floor
 
@@ -76,9 +79,12 @@ class R2O(nn.Module):
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
-        """target ← tau · target + (1 − tau) · online, for encoder and projector parameters (the one EMA)."""
+        """target ← tau · target + (1 − tau) · online, for encoder and projector parameters (the one EMA),
+        written as the authors' ``mul_(tau).add_(online, alpha=1 − tau)`` (the same rounding)."""
         online = [*self.online_encoder.parameters(), *self.online_projector.parameters()]
-        torch._foreach_lerp_(self.target_parameters(), online, 1.0 - tau)
+        target = self.target_parameters()
+        torch._foreach_mul_(target, tau)
+        torch._foreach_add_(target, online, alpha=1.0 - tau)
 
     @torch.no_grad()
     def region_labels(
@@ -89,19 +95,28 @@ class R2O(nn.Module):
         label_size: int,
         generator: torch.Generator | None,
         superpixels_only: bool = False,
-    ) -> tuple[torch.Tensor, int]:
-        """Label map int64[B,label_size,label_size] of the raw view and its number of labels."""
+    ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """(label map int64[B,label_size,label_size] of the raw view, its number of labels M, soft maps).
+
+        The soft maps float[B,M,label_size,label_size] replace the one-hot label map as the masks' source
+        on the superpixels path with ``label_map=official`` (the authors' bilinearly resized one-hot
+        superpixel maps; the label map is then their argmax, for the logs); otherwise None.
+        """
         b = raw.shape[0]
         if self.method == "byol":
-            return torch.zeros(b, label_size, label_size, dtype=torch.long, device=raw.device), 1
+            return torch.zeros(b, label_size, label_size, dtype=torch.long, device=raw.device), 1, None
         if self.method == "detcon" or superpixels_only:
+            if self.refiner.label_map == "official":
+                maps = superpixel_maps(superpixels, label_size)
+                return maps.argmax(1), maps.shape[1], maps
             labels = superpixel_label_map(superpixels, label_size, self.refiner.label_map)
-            return labels, int(superpixels.max().item()) + 1
+            return labels, int(superpixels.max().item()) + 1, None
         with record_function("r2o.raw_view_c4"):
             # train mode: as in the authors' code, this forward also updates the target's BN statistics
             c4 = self.target_encoder.forward_c4(raw)
         with record_function("r2o.refine"):
-            return self.refiner(c4, superpixels, k, label_size, generator)
+            labels, num = self.refiner(c4, superpixels, k, label_size, generator)
+        return labels, num, None
 
     def _embed(
         self, encoder: ResNetEncoder, projector: nn.Module, views: torch.Tensor, masks: torch.Tensor
@@ -121,18 +136,24 @@ class R2O(nn.Module):
         k: int,
         generator: torch.Generator | None = None,
         superpixels_only: bool = False,
+        tau: float | None = None,
     ) -> R2OOutput:
         """views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R].
 
-        As the authors: the online network sees cat([view1, view2]) and the target cat([view2, view1]),
-        so every BatchNorm normalises over both views at once and row i of the online predictions
-        meets row i of the target projections (view1↔view2 and view2↔view1).
+        As the authors: the region labels come from the target before this step's EMA update; the
+        online network sees cat([view1, view2]); then the target is updated with ``tau`` (skipped when
+        None) and sees cat([view2, view1]). Every BatchNorm normalises over both views at once and row i
+        of the online predictions meets row i of the target projections (view1↔view2, view2↔view1).
+        Under DDP the update runs here, on this (unwrapped) module's parameters.
         """
         label_size = raw.shape[-1] // 4
         out_size = views.shape[-1] // 32
-        label_map, num_labels = self.region_labels(raw, superpixels, k, label_size, generator, superpixels_only)
+        label_map, num_labels, maps = self.region_labels(raw, superpixels, k, label_size, generator, superpixels_only)
         with record_function("r2o.view_masks"):
-            masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]
+            if maps is None:
+                masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]
+            else:
+                masks = view_masks_from_maps(maps, boxes.float(), out_size)
             mass = mask_mass(masks)
             counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
         with record_function("r2o.online_forward"):
@@ -143,6 +164,9 @@ class R2O(nn.Module):
                 torch.cat([masks[:, 0], masks[:, 1]]),
             )  # [2B,M,D]
             preds = self.predictor(online.flatten(0, 1)).view_as(online)
+        if tau is not None:
+            with record_function("r2o.ema_update"):
+                self.update_target(tau)
         with torch.no_grad(), record_function("r2o.target_forward"):
             targets = self._embed(
                 self.target_encoder,

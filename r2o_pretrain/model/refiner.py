@@ -96,6 +96,13 @@ def official_superpixel_features(c4: torch.Tensor, superpixels: torch.Tensor) ->
     return F.normalize(feats, dim=-1)
 
 
+def superpixel_maps(superpixels: torch.Tensor, size: int) -> torch.Tensor:
+    """The authors' superpixels-only masks: the one-hot superpixel map resized bilinearly,
+    float[B,S,size,size] (S = max id + 1 over the batch), soft on boundaries."""
+    num = int(superpixels.max().item()) + 1
+    return bilinear_one_hot(superpixels, (size, size), num).view(-1, num, size, size)
+
+
 def superpixel_label_map(superpixels: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
     """The superpixels themselves as the label map int64[B,size,size] (the superpixels-only path):
     nearest resize, or the authors' bilinear resize of the one-hot map + argmax (``official``)."""
@@ -138,6 +145,7 @@ class RegionRefiner:
     until_converged: bool = True
     superpixel_pooling: str = "exact"  # exact | official
     label_map: str = "nearest"  # nearest | official
+    kmeans_init: str = "greedy"  # greedy | single (k-means++ seeding)
 
     @torch.no_grad()
     def __call__(
@@ -171,7 +179,9 @@ class RegionRefiner:
         # Diverged weights give NaN features; cluster zeros instead so that the step reaches the loss,
         # whose non-finite value the trainer detects on every process at once (no DDP hang).
         feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
-        assign, centres = kmeans(feats[valid], k, self.kmeans_iters, generator, self.until_converged)
+        assign, centres = kmeans(
+            feats[valid], k, self.kmeans_iters, generator, self.until_converged, init=self.kmeans_init
+        )
         cluster_of = torch.zeros(valid.shape, dtype=torch.long, device=feats.device)
         cluster_of[valid] = assign
         return paint_clusters(superpixels, cluster_of, label_size, self.label_map), centres.shape[0]

@@ -5,11 +5,11 @@
 # no auxiliary head; train: (2049, 1025) x U(0.5, 2) keeping the ratio, RandomCrop 769 with cat_max_ratio
 # 0.99, flip 0.5, no photometric distortion, pad to 769 (label 255); test: (2049, 1025) keeping the ratio,
 # whole image; SGD lr 0.04, momentum 0.9, weight decay 1e-4, 160 epochs, steps at epochs 112 / 144,
-# batch 16 = 4 images x 4 GPUs, SyncBN. Published: R2O 300ep 76.6 mIoU.
+# batch 16 (the authors: 4 images x 4 GPUs; here 2 x 8 GPUs, the same batch for SyncBN), SyncBN. Published: R2O 300ep 76.6 mIoU.
 #
 #   R2O_CHECKPOINT=runs/r2o_r50/checkpoints/last.pth mim train mmseg configs/r2o_fcn_cityscapes.py \
-#       --launcher pytorch --gpus 4
-#   (8 GPUs: add --cfg-options train_dataloader.batch_size=2 to keep the batch at 16)
+#       --launcher pytorch --gpus 8
+#   (4 GPUs, as the authors: add --cfg-options train_dataloader.batch_size=4 to keep the batch at 16)
 #
 # Without editing this file:
 #   R2O_CHECKPOINT  the weights (any R2O format; unset or "none": random init, with a warning)
@@ -59,7 +59,7 @@ test_pipeline = [
 ]
 cityscapes = dict(type="CityscapesDataset", data_root=data_root)
 train_dataloader = dict(
-    batch_size=4,  # per GPU; the authors: 4 images x 4 GPUs
+    batch_size=2,  # per GPU, x 8 GPUs = 16 (the authors: 4 images x 4 GPUs)
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),

@@ -6,12 +6,13 @@
 # train: the original image x U(0.5, 2) (RandomRatioResize, registered by r2o_mmseg), RandomCrop 513 with
 # cat_max_ratio 0.99, flip 0.5, no photometric distortion, pad to 513 (label 255; done by the
 # data_preprocessor after normalisation, as their Pad after Normalize); test: the original size, whole image;
-# SGD lr 0.01, momentum 0.9, weight decay 1e-4, 30k iterations, steps at 21k / 27k, batch 16 = 8 images x 2 GPUs.
+# SGD lr 0.01, momentum 0.9, weight decay 1e-4, 30k iterations, steps at 21k / 27k, batch 16 (the authors:
+# 8 images x 2 GPUs; here 2 x 8 GPUs, the same batch for SyncBN).
 # Published: R2O 300ep 77.3 mIoU.
 #
 #   R2O_CHECKPOINT=runs/r2o_r50/checkpoints/last.pth mim train mmseg configs/r2o_fcn_voc.py \
-#       --launcher pytorch --gpus 2
-#   (8 GPUs: add --cfg-options train_dataloader.batch_size=2 to keep the batch at 16)
+#       --launcher pytorch --gpus 8
+#   (2 GPUs, as the authors: add --cfg-options train_dataloader.batch_size=8 to keep the batch at 16)
 #
 # Without editing this file:
 #   R2O_CHECKPOINT  the weights: an R2O pretraining checkpoint, torchvision export, official R2O file or
@@ -99,7 +100,7 @@ test_pipeline = [  # the original size
 ]
 voc = dict(type="PascalVOCDataset", data_root=data_root)
 train_dataloader = dict(
-    batch_size=8,  # per GPU; the authors: 8 images x 2 GPUs
+    batch_size=2,  # per GPU, x 8 GPUs = 16 (the authors: 8 images x 2 GPUs)
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type="InfiniteSampler", shuffle=True),
@@ -146,5 +147,5 @@ default_hooks = dict(
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=3000, max_keep_ckpts=2),
 )
-# batch 16 = 8 images x 2 GPUs; with another number of GPUs mmengine rescales the lr when asked to:
+# batch 16 = 2 images x 8 GPUs; with another number of GPUs mmengine rescales the lr when asked to:
 auto_scale_lr = dict(enable=False, base_batch_size=16)

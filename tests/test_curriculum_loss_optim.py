@@ -8,7 +8,7 @@ from torch import nn
 
 from r2o_pretrain.config import load_config
 from r2o_pretrain.loss import masked_byol_loss, overlap_indicator
-from r2o_pretrain.optim import build_optimizer, split_decay_groups
+from r2o_pretrain.optim import LARS, build_optimizer, split_decay_groups
 from r2o_pretrain.schedules import TrainingPlan, curriculum_k, half_cosine, plan_from_config, target_momentum
 
 # the published table for epochs [0,300], K [128,4] (quarter cosine, epochs numbered 1..300)
@@ -142,6 +142,109 @@ def test_lars_does_not_adapt_or_decay_excluded_group():
     torch.testing.assert_close(lin.bias.detach(), b0 - 1.0)  # plain SGD: no trust ratio, no decay
     w_step = (w0 - lin.weight.detach()).norm()
     assert w_step < 0.01  # LARS-adapted: trust ratio 1e-3 * |w| / (|g| + wd |w|)
+
+
+# ---- the authors' LARS (optimizer/LARSSGD.py), written out by hand in float64 ----
+ETA, WD, M = 1e-3, 1e-2, 0.9
+
+
+def _trust(w, g, wd=WD, eta=ETA):
+    """eta |w| / (|g| + wd |w|); 1 when |w| = 0 or that denominator is 0."""
+    wn, gn = float(w.norm()), float(g.norm())
+    return 1.0 if wn == 0 or gn + wd * wn == 0 else eta * wn / (gn + wd * wn)
+
+
+def _by_hand(w0, b0, grads, lrs, kind):
+    """Weight (adapted, decayed) and bias (excluded: trust 1, wd 0) after len(lrs) steps."""
+    w, b = w0.double().clone(), b0.double().clone()
+    bw = bb = None
+    for (gw, gb), lr in zip(grads, lrs):
+        gw, gb = gw.double(), gb.double()
+        t = _trust(w, gw)
+        if kind == "official":  # d = lr trust (g + wd w); buf = m buf + d; w -= buf
+            dw, db = lr * t * (gw + WD * w), lr * gb
+            bw = dw if bw is None else M * bw + dw
+            bb = db if bb is None else M * bb + db
+            w, b = w - bw, b - bb
+        else:  # timm: buf = m buf + trust (g + wd w); w -= lr buf
+            dw, db = t * (gw + WD * w), gb
+            bw = dw if bw is None else M * bw + dw
+            bb = db if bb is None else M * bb + db
+            w, b = w - lr * bw, b - lr * bb
+    return w, b
+
+
+def _run(kind, w0, b0, grads, lrs):
+    lin = nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.copy_(w0)
+        lin.bias.copy_(b0)
+    opt = build_optimizer([lin], "lars", weight_decay=WD, momentum=M, trust_coefficient=ETA, lars=kind)
+    for (gw, gb), lr in zip(grads, lrs):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        lin.weight.grad, lin.bias.grad = gw.clone(), gb.clone()
+        opt.step()
+    return lin.weight.detach().double(), lin.bias.detach().double()
+
+
+@pytest.mark.parametrize("lrs", [(0.0, 0.5), (0.1, 0.5, 0.2)])  # warm-up's first step has lr 0
+def test_lars_is_the_authors_update_with_a_changing_lr(lrs):
+    g = torch.Generator().manual_seed(0)
+    w0, b0 = torch.randn(2, 3, generator=g), torch.randn(2, generator=g)
+    grads = [(torch.randn(2, 3, generator=g), torch.randn(2, generator=g)) for _ in lrs]
+    w, b = _run("official", w0, b0, grads, lrs)
+    w_hand, b_hand = _by_hand(w0, b0, grads, lrs, "official")
+    torch.testing.assert_close(w, w_hand, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(b, b_hand, rtol=1e-6, atol=1e-7)
+    # timm's update (the switch) is its own formula, and a different point when the lr changes
+    w_timm, b_timm = _run("timm", w0, b0, grads, lrs)
+    torch.testing.assert_close(w_timm, _by_hand(w0, b0, grads, lrs, "timm")[0], rtol=1e-5, atol=1e-7)
+    assert (w_timm - w).abs().max() > 1e-4 and (b_timm - b).abs().max() > 1e-2
+    # with a constant lr both are the same update
+    same = [lrs[-1]] * len(lrs)
+    torch.testing.assert_close(_run("timm", w0, b0, grads, same)[0], _run("official", w0, b0, grads, same)[0])
+
+
+def test_lars_trust_ratio_edge_cases_follow_the_authors():
+    opt_for = lambda p, wd: LARS([{"params": [p], "weight_decay": wd}], lr=1.0, momentum=0.0, eta=ETA)  # noqa: E731
+    # |w| = 0: trust 1, the step is lr * g
+    p = nn.Parameter(torch.zeros(4))
+    p.grad = torch.tensor([1.0, -2.0, 0.5, 0.0])
+    opt_for(p, WD).step()
+    torch.testing.assert_close(p.detach(), -torch.tensor([1.0, -2.0, 0.5, 0.0]))
+    # |g| = 0 with weight decay: trust = eta / wd = 0.1, so w -= 0.1 * wd * w (timm would use trust 1)
+    p = nn.Parameter(torch.full((4,), 2.0))
+    p.grad = torch.zeros(4)
+    opt_for(p, WD).step()
+    torch.testing.assert_close(p.detach(), torch.full((4,), 2.0 - (ETA / WD) * WD * 2.0))
+    # denominator 0 (|g| = 0, no decay): trust 1 and nothing moves, no NaN
+    p = nn.Parameter(torch.full((4,), 2.0))
+    p.grad = torch.zeros(4)
+    opt_for(p, 0.0).step()
+    assert torch.equal(p.detach(), torch.full((4,), 2.0))
+
+
+def test_official_name_rule_misses_only_the_stem_bn_weight():
+    from r2o_pretrain.model.r2o import R2O
+
+    model = R2O(depth=18, projector_hidden=16, projector_out=8, predictor_hidden=16)
+    ours = {id(p) for p in split_decay_groups(model.online_modules())[1]}
+    theirs = {id(p) for p in split_decay_groups(model.online_modules(), "official_names")[1]}
+    assert ours - theirs == {id(model.online_encoder.bn1.weight)} and not theirs - ours
+    assert id(model.online_encoder.bn1.bias) in theirs  # excluded as a bias
+    opt = build_optimizer(model.online_modules(), exclude="official_names")
+    assert id(model.online_encoder.bn1.weight) in {id(p) for p in opt.param_groups[0]["params"]}
+
+
+def test_lars_switches_are_config_keys():
+    from r2o_pretrain.config import ConfigError
+
+    cfg = load_config(None)
+    assert (cfg.optim.lars, cfg.optim.exclude) == ("official", "module_type")
+    for key, value in (("optim.lars", "adam"), ("optim.exclude", "names")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [f"{key}={value}"])
 
 
 def test_dry_run_prints_the_imagenet_plan():

@@ -37,6 +37,10 @@ def test_invalid_switch_values_are_named():
         ("model.superpixel_pooling", "bilinear"),
         ("model.label_map", "argmax"),
         ("data.slic_input", "x"),
+        ("data.blur", "box"),
+        ("model.kmeans_init", "random"),
+        ("optim.lars", "lamb"),
+        ("optim.exclude", "none"),
     ):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [f"{key}={value}"])
@@ -62,3 +66,28 @@ def test_model_trains_with_every_official_switch(superpixels_only):
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.num_labels == (16 if superpixels_only else 4)
     assert set(out.monitors) == {"collapse_std", "masks_per_image", "mask_area"}
+
+
+def test_blur_is_opencvs_on_the_cpu_and_within_one_level_on_the_device():
+    import cv2
+    from skimage import data as skdata
+
+    from r2o_pretrain.data import photometric as P
+    from r2o_pretrain.data.device_augment import gaussian_blur
+
+    rgb = np.ascontiguousarray(skdata.astronaut()[::4, ::4])  # 128x128 photo
+    img = Image.fromarray(rgb)
+    params = torch.zeros(P.NUM_PARAMS)
+    params[P.BLUR_SIGMA] = 1.7
+    want = cv2.GaussianBlur(rgb, (23, 23), 1.7)  # the authors' call
+    assert load_config(None).data.blur == "opencv"
+    np.testing.assert_array_equal(np.asarray(P.apply_photometric_pil(img, params)), want)
+    pil = np.asarray(P.apply_photometric_pil(img, params, blur="pil")).astype(int)
+    assert np.abs(pil - want).max() > 3  # the switch is PIL's box-blur approximation, visibly different
+    dev = gaussian_blur(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, torch.tensor([1.7]))
+    dev = (dev[0].permute(1, 2, 0) * 255).round().numpy().astype(int)
+    assert np.abs(dev - want).max() <= 1
+    tf = TwoViewTransform(32, 32, blur="pil")
+    assert tf.blur == "pil"
+    with pytest.raises(ConfigError, match="data.blur"):
+        load_config(None, ["data.blur=pil", "data.augment_on=device"])

@@ -1,6 +1,17 @@
+import numpy as np
+import pytest
 import torch
+from sklearn.cluster import kmeans_plusplus
 
-from r2o_pretrain.model.kmeans import kmeans, kmeans_with_iterations
+from r2o_pretrain.config import ConfigError, load_config
+from r2o_pretrain.model.kmeans import (
+    greedy_kmeans_plus_plus,
+    greedy_seeding,
+    greedy_trials,
+    kmeans,
+    kmeans_plus_plus,
+    kmeans_with_iterations,
+)
 from r2o_pretrain.model.refiner import (
     RegionRefiner,
     official_superpixel_features,
@@ -81,3 +92,47 @@ def test_refiner_groups_superpixels_by_feature():
         assert k == 2 and labels.shape == (1, 8, 8)
         assert (labels[0, :, :4] == labels[0, 0, 0]).all() and (labels[0, :, 4:] == labels[0, 0, 7]).all()
         assert labels[0, 0, 0] != labels[0, 0, 7]
+
+
+def _sklearn_stream(seed: int, n: int, k: int, trials: int) -> tuple[int, np.ndarray]:
+    """The random numbers scikit-learn's kmeans_plusplus(random_state=seed) draws: the first centre
+    (``choice`` with uniform weights) and one row of ``trials`` uniforms per further centre."""
+    rs = np.random.RandomState(seed)
+    first = int(np.searchsorted(np.cumsum(np.full(n, 1.0 / n)), rs.random_sample(), side="right"))
+    return first, np.stack([rs.uniform(size=trials) for _ in range(k - 1)])
+
+
+@pytest.mark.parametrize("k,seed", [(2, 0), (7, 1), (32, 2), (100, 3)])
+def test_greedy_seeding_equals_scikit_learn_kmeans_plusplus(k, seed):
+    x = np.random.default_rng(seed).normal(size=(300, 8))
+    centres, indices = kmeans_plusplus(x, k, random_state=seed)
+    first, uniforms = _sklearn_stream(seed, 300, k, greedy_trials(k))
+    ours = greedy_seeding(torch.from_numpy(x), k, torch.tensor(first), torch.from_numpy(uniforms))
+    assert greedy_trials(k) == 2 + int(np.log(k))
+    np.testing.assert_array_equal(ours.numpy(), indices)
+
+
+def test_greedy_seeding_lowers_the_initial_inertia():
+    # on the same data the greedy seeding (best of 2 + ln K candidates) starts lower than a single draw
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(600, 32, generator=g), dim=-1)
+
+    def inertia(c):
+        return torch.cdist(x, c).min(1).values.square().sum()
+
+    greedy = torch.stack([inertia(greedy_kmeans_plus_plus(x, 16, torch.Generator().manual_seed(s))) for s in range(8)])
+    single = torch.stack([inertia(kmeans_plus_plus(x, 16, torch.Generator().manual_seed(s))) for s in range(8)])
+    assert greedy.mean() < single.mean()
+
+
+def test_kmeans_init_switch():
+    x = torch.nn.functional.normalize(torch.randn(200, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    a, _ = kmeans(x, 10, generator=torch.Generator().manual_seed(1))
+    b, _ = kmeans(x, 10, generator=torch.Generator().manual_seed(1), init="greedy")
+    c, _ = kmeans(x, 10, generator=torch.Generator().manual_seed(1), init="single")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="greedy"):
+        kmeans(x, 10, init="random")
+    assert load_config(None).model.kmeans_init == "greedy"
+    with pytest.raises(ConfigError, match="model.kmeans_init"):
+        load_config(None, ["model.kmeans_init=random"])

@@ -80,3 +80,34 @@ def test_official_label_map_makes_stray_boundary_ids():
     assert official[0, 0].tolist() == [0, 1, 3, 3]  # int(0.5 * 0 + 0.5 * 3) = 1: an id of neither side
     # superpixels-only path: bilinear + argmax (ties to the lower id)
     assert superpixel_label_map(sp, 4, "official")[0, 0].tolist() == [0, 0, 1, 1]
+
+
+def test_official_superpixels_only_masks_are_the_soft_bilinear_maps():
+    from torchvision.ops import roi_align
+
+    from r2o_pretrain.model.masks import view_masks_from_maps
+    from r2o_pretrain.model.r2o import R2O
+    from r2o_pretrain.model.refiner import superpixel_maps
+
+    g = torch.Generator().manual_seed(0)
+    sp = torch.randint(0, 5, (2, 10, 10), generator=g).repeat_interleave(2, 1).repeat_interleave(2, 2)  # 20x20
+    full = F.one_hot(sp, 5).permute(0, 3, 1, 2).float()
+    soft = F.interpolate(full, size=(8, 8), mode="bilinear", align_corners=False)  # the authors' to_binary_mask
+    torch.testing.assert_close(superpixel_maps(sp, 8), soft, atol=1e-6, rtol=0)
+    assert ((soft > 0.01) & (soft < 0.99)).any()  # soft on boundaries: not a one-hot
+    model = R2O(depth=18, projector_hidden=8, projector_out=4, predictor_hidden=8, label_map="official")
+    labels, num, maps = model.region_labels(torch.zeros(2, 3, 32, 32), sp, 200, 8, None, superpixels_only=True)
+    torch.testing.assert_close(maps, soft, atol=1e-6, rtol=0)
+    assert num == 5 and torch.equal(labels, soft.argmax(1))  # the argmax only for the logs
+    _, _, none = R2O(depth=18, projector_hidden=8, projector_out=4, predictor_hidden=8).region_labels(
+        torch.zeros(2, 3, 32, 32), sp, 200, 8, None, superpixels_only=True
+    )
+    assert none is None  # our default: the nearest label map, one-hot masks
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0, 0.0], [0.25, 0.0, 1.0, 0.75, 1.0]]]).expand(2, 2, 5)
+    masks = view_masks_from_maps(maps, boxes, 2)
+    rois = torch.tensor([[0, 0, 0, 8, 8], [0, 0, 2, 6, 8]], dtype=torch.float)
+    expected = roi_align(soft[:1], rois, output_size=2, spatial_scale=1.0, sampling_ratio=-1, aligned=False)
+    torch.testing.assert_close(masks[0, 0], expected[0].flatten(1))
+    torch.testing.assert_close(masks[0, 1], expected[1].flip(-1).flatten(1))
+    # on one-hot maps it is exactly view_masks
+    torch.testing.assert_close(view_masks_from_maps(full, boxes, 2), view_masks(sp, boxes, 5, 2))

@@ -10,6 +10,8 @@ Examples:
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train
   python tools/pretrain.py train.epochs=2 model.method=detcon --output-dir runs/detcon
   python tools/pretrain.py --resume auto               # continue the run in --output-dir
+  python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train \
+      eval.every_epochs=10 eval.images=CUB_200_2011/images eval.masks=segmentations   # online evaluation
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml --dry-run \
       --world-size 128 data.num_examples=1281167      # the per-epoch plan (K, steps, lr, tau), no training
   torchrun --nproc-per-node 8 tools/pretrain.py --config ...   # DDP; multi-node with torchrun's flags
@@ -31,6 +33,7 @@ from r2o_pretrain.config import ConfigError, describe_keys, load_config
 from r2o_pretrain.data.folder import BadImageError, DatasetError
 from r2o_pretrain.engine.checkpoint import CheckpointError
 from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, train
+from r2o_pretrain.eval.online import check_eval_data, describe_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +69,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def eval_cost_line(cfg, num_examples: int) -> str:
+    """--dry-run: what the online evaluation (eval.*) will cost; its folders are listed if they exist."""
+    try:
+        data = check_eval_data(cfg)
+    except ConfigError as exc:
+        return describe_cost(cfg, num_examples, None) + f"\nwarning: training would stop at start-up: {exc}"
+    return describe_cost(cfg, num_examples, len(data.pairs) if data is not None else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides)
@@ -76,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             if args.world_size < 1:
                 raise ConfigError(f"--world-size must be >= 1, got {args.world_size}")
-            print(dry_run_plan(cfg, args.world_size).table())
+            plan = dry_run_plan(cfg, args.world_size)
+            print(plan.table())
+            print(eval_cost_line(cfg, plan.num_examples))
             return 0
         result = train(cfg, args.resume)
     except (

@@ -1,4 +1,5 @@
-"""Run logs: console + ``log.txt``, ``metrics.jsonl`` (one line per step), TensorBoard scalars and images."""
+"""Run logs: console + ``log.txt``, ``metrics.jsonl`` (one line per step, and one per online evaluation, whose
+keys start with ``eval/``), TensorBoard scalars and images."""
 
 from __future__ import annotations
 
@@ -56,9 +57,10 @@ class MetricsLog:
         self.file.flush()
         if self.tb is not None and scalars:
             step = record["step"]
+            evaluation = any(key.startswith("eval/") for key in record)  # its epoch and k: logged by the step
             for key, value in record.items():
-                if key not in ("step",) and isinstance(value, (int, float)):
-                    self.tb.add_scalar(f"train/{key}", value, step)
+                if key != "step" and isinstance(value, (int, float)) and ("/" in key or not evaluation):
+                    self.tb.add_scalar(key if "/" in key else f"train/{key}", value, step)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         if self.enabled and self.tb is not None:
@@ -70,3 +72,29 @@ class MetricsLog:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+
+
+def read_metrics(out_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``out_dir/metrics.jsonl`` in file order (a line cut short by a kill is skipped)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def eval_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The online-evaluation records (those with ``eval/unsup_miou``), one per step (the last one wins)."""
+    by_step = {r["step"]: r for r in records if "eval/unsup_miou" in r}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def logged_evaluations(out_dir: Path) -> tuple[set[int], bool]:
+    """(steps with an online-evaluation record, whether the once-per-run rows were logged) of a run."""
+    records = eval_records(read_metrics(out_dir))
+    return {r["step"] for r in records}, any("eval/random_unsup_miou" in r for r in records)

@@ -25,15 +25,16 @@ from ..build import build_dataset, build_model, build_training_optimizer, resolv
 from ..config import Config
 from ..data.dataset import build_loader
 from ..data.device_augment import batch_on_device, normalize_images
+from ..eval.online import OnlineEvaluator, check_eval_data
 from ..optim import set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
 from .checkpoint import CheckpointError, load_training_state, save_checkpoint, training_state
-from .distributed import all_true, barrier, cleanup, init_distributed
+from .distributed import all_true, any_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
-from .run_log import MetricsLog, setup_logging
+from .run_log import MetricsLog, logged_evaluations, setup_logging
 
 logger = logging.getLogger("r2o")
 
@@ -95,6 +96,7 @@ class Trainer:
         self.device = self.info.device
         root = resolve_data_root(cfg, write_demo=self.info.is_main)
         barrier(self.info)  # the main process has written the demo scenes, if asked to
+        self.eval_data = check_eval_data(cfg)  # every rank: bad eval folders stop here, before any step
         self.dataset = build_dataset(cfg, root)
         d = cfg.data
         self.loader, self.sampler = build_loader(
@@ -246,13 +248,16 @@ class Trainer:
         self.model.train()
         self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
         self.preemption.install(self.loader)
+        self._setup_online_eval()
         try:
             epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
+            self._evaluate_if_due()  # a resumed run first makes up an evaluation that a kill cut short
             while self.step < self.stop_step:
                 self.train_one_epoch(epoch)
                 if self.step % self.steps_per_epoch == 0:
                     epoch += 1
                 self._save(epoch)
+                self._evaluate_if_due()  # after the checkpoint of this step: a kill here loses no step
             return self._finish()
         finally:
             self.preemption.uninstall()
@@ -315,7 +320,11 @@ class Trainer:
             tic = now
             bar.update(1)
             bar.set_postfix(
-                loss=f"{result.loss:.4f}", lr=f"{result.values.lr:.3g}", K=result.num_labels, ips=f"{ips:.1f}"
+                loss=f"{result.loss:.4f}",
+                lr=f"{result.values.lr:.3g}",
+                K=result.num_labels,
+                ips=f"{ips:.1f}",
+                **self.eval_postfix,
             )
             self._log(result, ips)
             self._log_picture(result)
@@ -327,6 +336,86 @@ class Trainer:
                 self._save(epoch)
                 self.preemption.exit(self.step, self.checkpoint_path)
         bar.close()
+
+    # ------------------------------------------------------------------ online evaluation
+    def _setup_online_eval(self) -> None:
+        """The evaluator (if eval.every_epochs > 0 and there is data) and what a resumed run has logged."""
+        self.eval_postfix: dict[str, str] = {}
+        self.evaluator: OnlineEvaluator | None = None
+        self.evaluated_steps: set[int] = set()
+        if self.eval_data is None:
+            return
+        cfg, info = self.cfg, self.info
+        self.evaluator = OnlineEvaluator(self.eval_data, cfg.eval, info, cfg.train.seed, cfg.model.depth)
+        steps, baselines = logged_evaluations(self.out) if info.is_main else (set(), False)
+        # rank 0 alone reads the log (other nodes may not see the output dir); the others learn from it
+        steps = {s for s in steps if s <= self.step}  # a record beyond the checkpoint cannot be (kept) true
+        self.evaluated_steps = steps if info.is_main else set()
+        self.evaluator.baselines_done = any_true(info.is_main and baselines, info)
+        logger.info(
+            "online evaluation every %d epoch(s) and at the end: %d image/mask pairs from %s at %d px%s%s",
+            cfg.eval.every_epochs,
+            len(self.eval_data.pairs),
+            self.eval_data.images,
+            cfg.eval.size,
+            f", kNN {len(self.eval_data.knn_train.files)} -> {len(self.eval_data.knn_val.files)} images"
+            if self.eval_data.knn_train is not None
+            else "",
+            f"; {len(steps)} evaluation(s) already logged" if steps else "",
+        )
+
+    def _eval_due(self) -> bool:
+        if self.evaluator is None or self.step == 0:
+            return False
+        every = self.cfg.eval.every_epochs * self.steps_per_epoch
+        boundary = self.step % every == 0 or self.step >= self.stop_step
+        return any_true(boundary and self.info.is_main and self.step not in self.evaluated_steps, self.info)
+
+    def _evaluate_if_due(self) -> None:
+        """Score the online encoder at this step (a collective: every rank takes its share of the images).
+        The checkpoint of this step is on disk already; a preemption signal during the evaluation stops
+        the run there without logging a partial result, and --resume auto evaluates this step again."""
+        if not self._eval_due():
+            return
+        assert self.evaluator is not None
+        k = self.plan.at(self.step - 1).k
+        logger.info("online evaluation at step %d ...", self.step)
+        out = self.evaluator.run(self.model.online_encoder, k, self.preemption.stop_requested)
+        if out is None:
+            logger.warning("a preemption signal arrived during the online evaluation at step %d", self.step)
+            self.preemption.exit(self.step, self.checkpoint_path)
+        values, picture = out
+        self.evaluated_steps.add(self.step)
+        epoch = self.plan.epoch_of(self.step - 1)
+        record = {"step": self.step, "epoch": epoch, "k": k, **values}
+        self.metrics.write(record, scalars=True)
+        if picture is not None:
+            self.metrics.image("eval/masks", picture, self.step)
+        miou = 100 * float(values["eval/unsup_miou"])
+        self.eval_postfix = {"eval_mIoU": f"{miou:.1f}"}
+        extra = "".join(
+            f", {name} {100 * float(values[key]):.2f}"
+            for name, key in (
+                ("oracle", "eval/unsup_oracle_miou"),
+                ("kNN top-1", "eval/knn_top1"),
+                ("random init", "eval/random_unsup_miou"),
+                ("colour", "eval/colour_unsup_miou"),
+            )
+            if key in values
+        )
+        logger.info(
+            "eval at step %d (epoch %d, K=%d): unsup. mIoU %.2f (fg IoU %.2f%s) on %d images in %.1f s",
+            self.step,
+            epoch,
+            k,
+            miou,
+            100 * float(values["eval/unsup_fg_iou"]),
+            extra,
+            int(values["eval/images"]),
+            float(values["eval/seconds"]),
+        )
+        if self.preemption.stop_requested():  # a signal after the last check inside the evaluation
+            self.preemption.exit(self.step, self.checkpoint_path)
 
     # ------------------------------------------------------------------ hooks after each step
     def _warn_skipped(self, skipped: list[str]) -> None:

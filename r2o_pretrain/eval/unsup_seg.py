@@ -10,6 +10,10 @@ same k-means (K=2) on each superpixel's mean CIE Lab colour (Euclidean) instead 
 
 Scores: per image, IoU of the foreground and IoU of the background; a dataset's fg IoU is the mean over
 images, and its mIoU the mean of fg and bg IoU (as in the literature).
+
+``evaluate`` is what tools/eval_unsup_seg.py runs; the online evaluation during pretraining
+(``r2o_pretrain/eval/online.py``) runs the same per-image functions (``prepare``, ``segment``,
+``image_scores``) on its share of the images and aggregates with the same ``Scores``.
 """
 
 from __future__ import annotations
@@ -72,9 +76,11 @@ class Scores:
     bg: list[float] = field(default_factory=list)
 
     def add(self, pred_fg: np.ndarray, gt_fg: np.ndarray) -> None:
-        f, b = fg_bg_iou(pred_fg, gt_fg)
-        self.fg.append(f)
-        self.bg.append(b)
+        self.add_values(*fg_bg_iou(pred_fg, gt_fg))
+
+    def add_values(self, fg: float, bg: float) -> None:
+        self.fg.append(fg)
+        self.bg.append(bg)
 
     @property
     def fg_iou(self) -> float:
@@ -145,8 +151,24 @@ def read_gt_mask(path: Path) -> np.ndarray:
     return arr / scale >= 0.5
 
 
-def prepare(pair: Pair, size: int, n_segments: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(normalised float[3,S,S], superpixels int64[S,S], gt bool[S,S]) or EvalDataError on a mismatch."""
+def check_pair(pair: Pair) -> None:
+    """EvalDataError (naming the file) when the image or mask cannot be opened or their sizes differ;
+    reads the headers only."""
+    sizes = []
+    for path in (pair.image, pair.mask):
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+        except OSError as exc:
+            raise EvalDataError(f"cannot read {path}: {exc}") from exc
+    if sizes[0] != sizes[1]:
+        raise EvalDataError(
+            f"mask {pair.mask} is {sizes[1][0]}x{sizes[1][1]} but image {pair.image} is {sizes[0][0]}x{sizes[0][1]}"
+        )
+
+
+def prepare_arrays(pair: Pair, size: int, n_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb uint8[S,S,3], superpixels int64[S,S], gt bool[S,S]) or EvalDataError on a mismatch."""
     try:
         img = Image.open(pair.image).convert("RGB")
         gt_img = Image.open(pair.mask)
@@ -160,15 +182,25 @@ def prepare(pair: Pair, size: int, n_segments: int) -> tuple[torch.Tensor, np.nd
     rgb = np.array(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
     gt = read_gt_mask(pair.mask)
     gt = np.asarray(Image.fromarray(gt.astype(np.uint8)).resize((size, size), Image.NEAREST)).astype(bool)
-    return to_input_tensor(rgb), slic_labels(rgb, n_segments), gt
+    return rgb, slic_labels(rgb, n_segments), gt
+
+
+def prepare(pair: Pair, size: int, n_segments: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(normalised float[3,S,S], superpixels int64[S,S], gt bool[S,S]) or EvalDataError on a mismatch."""
+    rgb, superpixels, gt = prepare_arrays(pair, size, n_segments)
+    return to_input_tensor(rgb), superpixels, gt
 
 
 # ----------------------------------------------------------------------------- segmentation
 @torch.no_grad()
 def two_way_labels(encoder: ResNetEncoder, x: torch.Tensor, superpixels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """float[3,S,S] + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over superpixel features."""
+    """float[3,S,S] + int[S,S] superpixels → int[S,S] in {0,1}: k-means (K=2) over superpixel features.
+
+    The encoder runs on its own device (its parameters'); the pooling and k-means run on the CPU with a
+    CPU generator, so a GPU encoder clusters exactly as the CPU tool does (up to the convolutions)."""
     sp = torch.from_numpy(superpixels)[None]
-    c4 = encoder.forward_c4(x[None])
+    device = next(encoder.parameters()).device
+    c4 = encoder.forward_c4(x[None].to(device)).float().cpu()
     refiner = RegionRefiner(KMEANS_ITERS)
     labels, _ = refiner(c4, sp, 2, sp.shape[-1], torch.Generator().manual_seed(seed))
     return labels[0].numpy()
@@ -193,11 +225,30 @@ def colour_two_way_labels(x: torch.Tensor, superpixels: np.ndarray, seed: int = 
     return labels[0].numpy()
 
 
+def segment(encoder: ResNetEncoder | None, x: torch.Tensor, superpixels: np.ndarray) -> np.ndarray:
+    """int[S,S] in {0,1}: ``encoder``'s two-way clustering, or the colour-only baseline when it is None."""
+    return two_way_labels(encoder, x, superpixels) if encoder is not None else colour_two_way_labels(x, superpixels)
+
+
+def image_scores(labels: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, float]:
+    """labels int[S,S] in {0,1}, gt bool[S,S] → (fg IoU, bg IoU) of the fg rule, then of the oracle."""
+    return (*fg_bg_iou(choose_foreground(labels), gt), *fg_bg_iou(oracle_foreground(labels, gt), gt))
+
+
 @dataclass
 class EvalResult:
     rule: Scores
     oracle: Scores
     skipped: list[str]
+
+    @classmethod
+    def from_image_scores(cls, rows: Iterable[tuple[float, float, float, float]], skipped: list[str]) -> EvalResult:
+        """Aggregate ``image_scores`` rows (in the listing's order) as ``evaluate`` does."""
+        rule, oracle = Scores(), Scores()
+        for rule_fg, rule_bg, oracle_fg, oracle_bg in rows:
+            rule.add_values(rule_fg, rule_bg)
+            oracle.add_values(oracle_fg, oracle_bg)
+        return cls(rule, oracle, skipped)
 
 
 def evaluate(
@@ -206,14 +257,12 @@ def evaluate(
     """Scores of ``encoder``'s features, or of the colour-only baseline when ``encoder`` is None."""
     if encoder is not None:
         encoder.eval()
-    rule, oracle, skipped = Scores(), Scores(), []
+    rows, skipped = [], []
     for pair in progress(list(pairs)) if progress else pairs:
         try:
             x, sp, gt = prepare(pair, size, n_segments)
         except EvalDataError as exc:
             skipped.append(str(exc))
             continue
-        labels = two_way_labels(encoder, x, sp) if encoder is not None else colour_two_way_labels(x, sp)
-        rule.add(choose_foreground(labels), gt)
-        oracle.add(oracle_foreground(labels, gt), gt)
-    return EvalResult(rule, oracle, skipped)
+        rows.append(image_scores(segment(encoder, x, sp), gt))
+    return EvalResult.from_image_scores(rows, skipped)

@@ -1,0 +1,360 @@
+"""Online evaluation during pretraining: unsupervised object segmentation (and kNN top-1) of the online
+encoder at the end of every ``eval.every_epochs`` epochs and at the end of the run.
+
+The segmentation scores come from the functions ``tools/eval_unsup_seg.py`` runs (``unsup_seg.prepare``,
+``segment``, ``image_scores``, ``EvalResult.from_image_scores``), so an online number equals the tool's
+number on the checkpoint of the same step. Under torchrun the work is **sharded**: rank r takes images
+r, r + W, r + 2W, ... of the (fixed, evenly spaced) validation list, and one ``all_gather`` brings every
+rank's per-image scores together (rank 0 logs them). No rank idles while another evaluates: every rank's
+share is within one image of the others', and the only waits are these collectives, which fall under the
+process group's timeout (torch's default: 30 min for gloo, 10 min for NCCL). Between chunks of
+``eval.chunk`` images the ranks check for a preemption signal (the same all-reduce as after each step);
+an evaluation cut short logs nothing, and the resumed run (``--resume auto``) does it again from the
+checkpoint of that step, which was written before the evaluation started.
+
+``check_eval_data`` runs at start-up on every rank: missing folders, missing masks, unreadable files,
+masks of another size, an empty set and a kNN folder with fewer than two classes are ``ConfigError``s
+naming the file and the setting, before the first step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import nn
+
+from ..config import Config, ConfigError, EvalConfig
+from ..data.device_augment import to_input_tensor
+from ..engine.distributed import DistInfo
+from ..model.encoder import ResNetEncoder
+from ..viz import refined_label_maps, region_grid
+from .knn import (
+    LabelledFolder,
+    LabelledFolderError,
+    evenly_spaced,
+    knn_predict,
+    list_labelled,
+    load_image,
+    pooled_features,
+    subset,
+    top1,
+)
+from .unsup_seg import (
+    KMEANS_ITERS,
+    EvalDataError,
+    EvalResult,
+    Pair,
+    check_pair,
+    choose_foreground,
+    image_scores,
+    list_pairs,
+    prepare_arrays,
+    segment,
+)
+
+logger = logging.getLogger("r2o")
+
+# The cost of one evaluated image in trained images of the ImageNet recipe (R2O ResNet-50 step, views and raw
+# view 224 px, K=64, batch 8: 4.88 s per image), measured on this project's 2-core CPU (docs/online_eval.md,
+# "Cost"): ResNet-50 c4 + k-means (K=2) + scores at 224 px, 100 segments, 1.26 s (SLIC cached after the
+# first evaluation; the first adds decoding + SLIC, 0.08 s); the colour row 0.03 s; a kNN feature 0.81 s.
+COST_SEGMENT = 0.259
+COST_PREPARE = 0.016
+COST_COLOUR = 0.006
+COST_KNN = 0.166
+
+
+@dataclass
+class EvalData:
+    """The validated evaluation sets (the same on every rank)."""
+
+    pairs: list[Pair]
+    images: str  # the folders, as resolved (eval.images=demo → the demo's fg_masks)
+    masks: str
+    knn_train: LabelledFolder | None = None
+    knn_val: LabelledFolder | None = None
+
+
+def resolve_folders(cfg: Config) -> tuple[str, str] | None:
+    """(images, masks) to evaluate on, or None when the evaluation is off. ``eval.images=demo`` means the
+    demo scenes' fg masks when training on the demo (data.demo=true, data.root empty)."""
+    e = cfg.eval
+    if e.every_epochs == 0:
+        return None
+    if e.images == "demo":
+        if cfg.data.demo and not cfg.data.root:
+            fg = Path(cfg.data.demo_dir) / "fg_masks"
+            return str(fg / "images"), str(fg / "masks")
+        logger.warning(
+            "eval.images=demo evaluates on the demo scenes only when training on them (data.root is set): "
+            "no online evaluation; give eval.images=... eval.masks=... to evaluate"
+        )
+        return None
+    if not e.images or not e.masks:
+        raise ConfigError(
+            f"eval.every_epochs={e.every_epochs} needs eval.images and eval.masks (a plain images/ + masks/ pair "
+            "or CUB: eval.images=CUB_200_2011/images eval.masks=segmentations), or eval.every_epochs=0"
+        )
+    return e.images, e.masks
+
+
+def check_eval_data(cfg: Config) -> EvalData | None:
+    """The evaluation sets of ``cfg`` after every check, or None when the evaluation is off; ConfigError
+    naming the file and the setting otherwise. Reads file headers only."""
+    folders = resolve_folders(cfg)
+    if folders is None:
+        return None
+    e = cfg.eval
+    images, masks = folders
+    where = f"eval.images={images} eval.masks={masks}"
+    try:
+        listing = list_pairs(images, masks, e.split)
+    except EvalDataError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if listing.problems:
+        shown = "; ".join(listing.problems[:5])
+        more = f" (and {len(listing.problems) - 5} more)" if len(listing.problems) > 5 else ""
+        raise ConfigError(f"{where}: {len(listing.problems)} problem(s): {shown}{more}")
+    if not listing.pairs:
+        raise ConfigError(f"{where}: no image/mask pairs (split {e.split}): the online evaluation set is empty")
+    pairs = [listing.pairs[i] for i in evenly_spaced(len(listing.pairs), e.max_images)]
+    for pair in pairs:
+        try:
+            check_pair(pair)
+        except EvalDataError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    data = EvalData(pairs, images, masks)
+    if e.knn_train:
+        data.knn_train, data.knn_val = _check_knn(e)
+    return data
+
+
+def _check_knn(e: EvalConfig) -> tuple[LabelledFolder, LabelledFolder]:
+    try:
+        bank = list_labelled(e.knn_train)
+    except LabelledFolderError as exc:
+        raise ConfigError(f"eval.knn_train={e.knn_train}: {exc}") from exc
+    if len(bank.classes) < 2:
+        raise ConfigError(
+            f"eval.knn_train={e.knn_train}: {len(bank.classes)} class folder(s) ({', '.join(bank.classes)}); "
+            "kNN accuracy needs at least 2 classes"
+        )
+    try:
+        val = list_labelled(e.knn_val, bank.classes)
+    except LabelledFolderError as exc:
+        raise ConfigError(f"eval.knn_val={e.knn_val}: {exc}") from exc
+    bank, val = subset(bank, e.knn_max_images), subset(val, e.knn_max_images)
+    for setting, folder in (("eval.knn_train", bank), ("eval.knn_val", val)):
+        for f in folder.files:
+            try:
+                with Image.open(f):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"{setting}: cannot read {f}: {exc}") from exc
+    return bank, val
+
+
+def num_evaluations(epochs: int, every_epochs: int) -> int:
+    """Evaluations in a run of ``epochs`` epochs: every ``every_epochs`` epochs and at the end."""
+    if every_epochs <= 0:
+        return 0
+    return epochs // every_epochs + (1 if epochs % every_epochs else 0)
+
+
+def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> str:
+    """The --dry-run lines: how often, how many images, and the estimated share of the training time.
+
+    The work is sharded over the ranks, so the share does not depend on the world size: one evaluation
+    costs n * COST_SEGMENT trained images (+ kNN), an epoch trains num_examples."""
+    e, t = cfg.eval, cfg.train
+    if e.every_epochs == 0:
+        return "online evaluation: off (eval.every_epochs=0)"
+    n = listed_pairs if listed_pairs is not None else e.max_images
+    if n == 0:
+        return f"online evaluation: every {e.every_epochs} epoch(s), all pairs of eval.images (not listed here)"
+    evals = num_evaluations(t.epochs, e.every_epochs)
+    knn = 2 * e.knn_max_images if e.knn_train and e.knn_max_images else 0
+    per_eval = n * COST_SEGMENT + knn * COST_KNN
+    once = n * (COST_PREPARE + COST_SEGMENT + COST_COLOUR)  # SLIC of the first evaluation, random and colour rows
+    epoch = max(num_examples, 1)
+    listed = "" if listed_pairs is not None else " (at most: the folders were not listed)"
+    return (
+        f"online evaluation: every {e.every_epochs} epoch(s) and at the end: {evals} evaluations of {n} image/mask "
+        f"pairs{listed} at {e.size} px ({e.n_segments} segments), sharded over the ranks"
+        + (f", kNN top-1 with {e.knn_max_images or 'all'} bank and val images each" if e.knn_train else "")
+        + "; random-init and colour rows once\n"
+        f"  estimated cost: {per_eval:,.0f} trained-image equivalents per evaluation = {100 * per_eval / epoch:.3f}% "
+        f"of an epoch of {num_examples:,} images ({100 * per_eval / (epoch * e.every_epochs):.3f}% averaged over "
+        f"the {e.every_epochs} epoch(s) between two), +{once:,.0f} once; whole run "
+        f"{100 * (evals * per_eval + once) / (epoch * t.epochs):.3f}% (per-image costs measured on CPU, "
+        "docs/online_eval.md)"
+    )
+
+
+# ----------------------------------------------------------------------------- collectives
+def gather_rows(rows: dict[int, Sequence[float]], n: int, width: int, info: DistInfo) -> list[Sequence[float] | None]:
+    """Per-image rows {index: values} of this rank's share → the rows of all ``n`` images in order (None
+    for an image no rank scored). One ``all_gather`` under distribution; every rank gets the result."""
+    if not info.distributed:
+        return [rows.get(i) for i in range(n)]
+    per_rank = -(-n // info.world_size)
+    local = torch.full((per_rank, width + 1), float("nan"), dtype=torch.float64)
+    for j, (i, values) in enumerate(sorted(rows.items())):
+        local[j, 0] = i
+        local[j, 1:] = torch.as_tensor(values, dtype=torch.float64)
+    local = local.to(info.device)
+    parts = [torch.empty_like(local) for _ in range(info.world_size)]
+    dist.all_gather(parts, local)
+    out: list[Sequence[float] | None] = [None] * n
+    for row in torch.cat(parts).cpu():
+        if not torch.isnan(row[0]):
+            out[int(row[0])] = row[1:].tolist()
+    return out
+
+
+def sync_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Rank 0's BatchNorm statistics on every rank (DDP broadcasts them at the next forward anyway), so
+    that every shard is scored by the same network: the one rank 0 checkpoints."""
+    if info.distributed:
+        for buf in module.buffers():
+            dist.broadcast(buf, 0)
+
+
+# ----------------------------------------------------------------------------- the evaluator
+class OnlineEvaluator:
+    """Holds the validated sets, this rank's share of them (prepared once, then cached) and the
+    once-per-run rows. ``run`` is a collective: call it on every rank at the same step."""
+
+    def __init__(self, data: EvalData, e: EvalConfig, info: DistInfo, seed: int, depth: int) -> None:
+        self.data, self.e, self.info, self.seed, self.depth = data, e, info, seed, depth
+        n = len(data.pairs)
+        self.share = list(range(info.rank, n, info.world_size))
+        self.per_rank = -(-n // info.world_size)
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | str] = {}
+        self.baselines_done = False
+
+    def _sample(self, i: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+        """``unsup_seg.prepare`` of pair i (cached compactly: uint8 image, int32 superpixels)."""
+        if i not in self.cache:
+            try:
+                rgb, sp, gt = prepare_arrays(self.data.pairs[i], self.e.size, self.e.n_segments)
+                self.cache[i] = (rgb, sp.astype(np.int32), gt)
+            except EvalDataError as exc:  # checked at start-up; changed on disk since
+                logger.warning("online evaluation: skipped: %s", exc)
+                self.cache[i] = str(exc)
+        entry = self.cache[i]
+        if isinstance(entry, str):
+            return None
+        rgb, sp, gt = entry
+        return to_input_tensor(rgb), sp.astype(np.int64), gt
+
+    def _score(self, encoder: ResNetEncoder | None, should_stop: Callable[[], bool]) -> tuple[EvalResult, int] | None:
+        """This rank's share scored in chunks (a preemption check between chunks), gathered in order."""
+        rows: dict[int, tuple[float, float, float, float]] = {}
+        for start in range(0, self.per_rank, self.e.chunk):
+            for i in self.share[start : start + self.e.chunk]:
+                sample = self._sample(i)
+                if sample is not None:
+                    x, sp, gt = sample
+                    rows[i] = image_scores(segment(encoder, x, sp), gt)
+            if should_stop():
+                return None
+        ordered = gather_rows(rows, len(self.data.pairs), 4, self.info)
+        kept = [r for r in ordered if r is not None]
+        return EvalResult.from_image_scores(kept, []), len(ordered) - len(kept)
+
+    @torch.no_grad()
+    def _knn(self, encoder: ResNetEncoder) -> float:
+        features = []
+        for folder in (self.data.knn_train, self.data.knn_val):
+            assert folder is not None
+            n = len(folder.files)
+            rows = {}
+            mine = list(range(self.info.rank, n, self.info.world_size))
+            for start in range(0, len(mine), 64):
+                idx = mine[start : start + 64]
+                batch = torch.stack([load_image(folder.files[i], self.e.size) for i in idx])
+                for i, f in zip(idx, pooled_features(encoder, batch)):
+                    rows[i] = f.tolist()
+            ordered = gather_rows(rows, n, encoder.c5_channels, self.info)
+            features.append(torch.tensor(ordered, dtype=torch.float32))
+        bank, val = self.data.knn_train, self.data.knn_val
+        pred = knn_predict(
+            features[0], torch.tensor(bank.labels), features[1], len(bank.classes), self.e.knn_k, self.e.knn_temperature
+        )
+        return top1(pred, torch.tensor(val.labels))
+
+    def _random_encoder(self) -> ResNetEncoder:
+        """tools/eval_unsup_seg.py's random-init row: ``torch.manual_seed(seed)`` then a fresh ResNet (the
+        training's global RNG state is left as it was)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return ResNetEncoder(self.depth)
+
+    def run(
+        self, encoder: ResNetEncoder, k: int, should_stop: Callable[[], bool]
+    ) -> tuple[dict[str, float | int], np.ndarray | None] | None:
+        """Evaluate ``encoder`` (eval mode for the duration). Returns (the record's eval/* values, the
+        picture on rank 0), or None when a preemption signal cut it short (nothing to log)."""
+        tic = time.perf_counter()
+        was_training = encoder.training
+        sync_buffers(encoder, self.info)
+        encoder.eval()
+        try:
+            scored = self._score(encoder, should_stop)
+            if scored is None:
+                return None
+            res, skipped = scored
+            record: dict[str, float | int] = {
+                "eval/unsup_miou": res.rule.miou,
+                "eval/unsup_fg_iou": res.rule.fg_iou,
+                "eval/unsup_oracle_miou": res.oracle.miou,
+                "eval/unsup_oracle_fg_iou": res.oracle.fg_iou,
+                "eval/images": len(res.rule.fg),
+            }
+            if skipped:
+                record["eval/skipped_images"] = skipped
+            if self.data.knn_train is not None:
+                record["eval/knn_top1"] = self._knn(encoder)
+            if not self.baselines_done:
+                device = next(encoder.parameters()).device
+                for name, net in (("random", self._random_encoder().to(device).eval()), ("colour", None)):
+                    scored = self._score(net, should_stop)
+                    if scored is None:
+                        return None
+                    base, _ = scored
+                    record[f"eval/{name}_unsup_miou"] = base.rule.miou
+                    record[f"eval/{name}_unsup_fg_iou"] = base.rule.fg_iou
+                    record[f"eval/{name}_unsup_oracle_miou"] = base.oracle.miou
+            picture = self.picture(encoder, k) if self.info.is_main and self.e.pictures else None
+        finally:
+            encoder.train(was_training)
+        if any(key.startswith("eval/random_") for key in record):
+            self.baselines_done = True
+        record["eval/seconds"] = round(time.perf_counter() - tic, 3)
+        return record, picture
+
+    @torch.no_grad()
+    def picture(self, encoder: ResNetEncoder, k: int) -> np.ndarray | None:
+        """image | superpixels | ground truth | fg rule | regions at the curriculum's current K, for the
+        first ``eval.pictures`` images of this rank's share."""
+        shown = [i for i in self.share[: self.e.pictures] if self._sample(i) is not None]
+        if not shown:
+            return None
+        samples = [self._sample(i) for i in shown]
+        x = torch.stack([s[0] for s in samples])
+        sp = np.stack([s[1] for s in samples])
+        gt = np.stack([s[2] for s in samples]).astype(np.int64)
+        rule = np.stack([choose_foreground(segment(encoder, s[0], s[1])) for s in samples]).astype(np.int64)
+        device = next(encoder.parameters()).device
+        regions = refined_label_maps(encoder, x.to(device), torch.from_numpy(sp).to(device), (k,), KMEANS_ITERS)
+        rgb = np.stack([self.cache[i][0] for i in shown])  # type: ignore[index]
+        return region_grid(rgb, sp, [("ground truth", gt), ("fg rule (K=2)", rule), *regions])

@@ -13,6 +13,10 @@ initialised and with BatchNorm statistics from 1,000 pretraining scenes, random_
   (d) Mask R-CNN is not run here (optional in the issue; tools/train_net.py --coco-dataset reads DATA/train).
 Every (method, seed) writes RESULTS/<method>_s<seed>.json as its scores come in; a rerun skips finished
 runs and scores (and resumes a killed pretraining from its last checkpoint). The table: mean ± std over seeds.
+The pretraining evaluates itself online (eval.*, r2o_pretrain/eval/online.py) on DATA/val_single at the
+end of every epoch, with (a)'s settings, so (a) is the curve's last point; each JSON keeps that curve
+("curve": [{step, epoch, k, unsup, unsup_oracle}]) and --plot draws mIoU against step per method
+(mean over seeds) with the random-init and colour rows (benchmarks/plot_eval_curves.py).
 
   python tools/make_objects_data.py /work/data_objects               # once
   python benchmarks/objects_ablation.py [--preset cpu|gpu] [--data /work/data_objects] [--seeds 0 1]
@@ -22,6 +26,7 @@ Presets: cpu (2 cores, <= 2.5 h: 4 epochs x 156 steps of 16 on the first 2,500 s
 has native bf16; sized from measured step times, see PRESETS), gpu (one H100, <= 8 min: (a)+(b) only, no mmseg
 there; untested), smoke (a few minutes; results under --out, not benchmarks/results).
   python benchmarks/objects_ablation.py --table                      # the table of the runs finished so far
+  python benchmarks/objects_ablation.py --plot                       # the (a) curves: RESULTS/online_eval.png
   python benchmarks/objects_ablation.py --set optim.base_lr=76.8 --out runs/x --results benchmarks/results/x
 """
 
@@ -45,19 +50,21 @@ import torch
 from ablation_demo import load_split, mean_iou, probe_ious
 from common import table
 from PIL import Image
+from plot_eval_curves import plot
 from torch.optim.swa_utils import update_bn
 
 from r2o_pretrain.config import load_config
 from r2o_pretrain.data.device_augment import to_input_tensor
+from r2o_pretrain.engine.run_log import eval_records, read_metrics
+from r2o_pretrain.engine.trainer import train
+from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
+from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
 from r2o_pretrain.scenes.objects import (
     CLASSES,
     AssetsError,
     objects_dataset_ready,
     write_objects_dataset,
 )
-from r2o_pretrain.engine.trainer import train
-from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
-from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
 from r2o_pretrain.weights.checkpoint_file import atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,10 +171,53 @@ def pretrain(method: str, seed: int, p: Preset, data: Path, out: Path) -> Path:
             f"data.num_workers={p.loader_workers}",
             f"data.superpixel_cache={out / 'superpixel_cache'}",
             "train.keep_every_epochs=1",  # epoch_NNNN.pth: the regions-across-the-curriculum picture
+            *online_eval_overrides(p, data),
             *p.extra,
         ],
     )
     return Path(train(cfg, resume="auto").checkpoint)
+
+
+def online_eval_overrides(p: Preset, data: Path) -> list[str]:
+    """(a) during the pretraining, every epoch: the same images, size and segments as (a) (all 300
+    val_single pairs at 128 px: ~10 s per evaluation on 2 cores, ~3.5% of a cpu-preset epoch). It leaves
+    the training untouched (eval mode, the global RNG restored), so it is not part of the pretrain stamp."""
+    return [
+        "eval.every_epochs=1",
+        f"eval.images={data / 'val_single/images'}",
+        f"eval.masks={data / 'val_single/masks'}",
+        "eval.max_images=0",
+        f"eval.size={p.eval_size}",
+        f"eval.n_segments={p.n_segments}",
+    ]
+
+
+def recorded_curve(run_dir: Path) -> list[dict]:
+    """The online evaluations in a pretraining's metrics.jsonl: [{step, epoch, k, unsup, unsup_oracle}] (%)."""
+    return [
+        {
+            "step": r["step"],
+            "epoch": r["epoch"],
+            "k": r["k"],
+            "unsup": 100 * r["eval/unsup_miou"],
+            "unsup_oracle": 100 * r["eval/unsup_oracle_miou"],
+        }
+        for r in eval_records(read_metrics(run_dir))
+    ]
+
+
+def plot_curves(records: list[dict], colour: dict, out: Path, note: str) -> Path:
+    """(a) against step: each method's recorded curves (mean over seeds), random init and colour as lines."""
+    curves: dict[str, list] = {}
+    for r in records:
+        if r.get("curve") and r["method"] in METHODS:
+            curves.setdefault(r["method"], []).append(
+                ([c["step"] for c in r["curve"]], [c["unsup"] for c in r["curve"]])
+            )
+    random = [r["scores"]["unsup"] for r in records if r["method"] == "random" and "unsup" in r["scores"]]
+    flat = {"random init": statistics.mean(random)} if random else {}
+    flat["colour (Lab)"] = colour["unsup"]
+    return plot(curves, flat, out, note)
 
 
 def random_encoder(seed: int, bn_scenes: Sequence[Path] = (), size: int = 128) -> ResNetEncoder:
@@ -266,6 +316,9 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
         run_dir.mkdir(parents=True, exist_ok=True)
         stamp_file.write_text(json.dumps(pretrain_stamp, indent=1))
     if all(k in rec["scores"] for k in wanted):
+        if method not in BASELINES and not rec.get("curve") and recorded_curve(run_dir):
+            rec["curve"] = recorded_curve(run_dir)
+            path.write_text(json.dumps(rec, indent=1))
         print(f"{method} seed {seed}: done before ({path})", flush=True)
         return rec
 
@@ -285,6 +338,8 @@ def run(method: str, seed: int, p: Preset, scorer: Scorer, out: Path, results: P
         checkpoint = pretrain(method, seed, p, scorer.data, out)
         encoder = load_encoder(str(checkpoint))
         rec["seconds"].setdefault("pretrain", round(time.time() - t, 1))
+        rec["curve"] = recorded_curve(run_dir)
+        save()
     for key, fn in (
         ("unsup", lambda: scorer.unsup(encoder)),
         ("probe_c4", lambda: scorer.probe(encoder, "c4")),
@@ -338,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="+", default=[*METHODS, *BASELINES], choices=[*METHODS, *BASELINES])
     ap.add_argument("--table", action="store_true", help="only print the table of the runs RESULTS holds so far")
+    ap.add_argument("--plot", action="store_true", help="only draw (a) against step from RESULTS' recorded curves")
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs instead of the preset's")
     ap.add_argument(
         "--set",
@@ -356,6 +412,18 @@ def main(argv: list[str] | None = None) -> int:
     p = replace(p, extra=(*p.extra, *a.set)) if a.set else p
     out = Path(a.out or f"runs/objects_{name}")
     results = Path(a.results or (out / "results" if a.smoke else ROOT / f"benchmarks/results/objects_{name}"))
+    if a.plot:
+        records = recorded_runs(results)
+        if not any(r.get("curve") for r in records):
+            print(
+                f"error: no run in {results} recorded a curve (pretrained before the online evaluation)",
+                file=sys.stderr,
+            )
+            return 2
+        colour = json.loads((results / "colour.json").read_text())
+        title = f"objects benchmark ({name} preset): (a) unsup. fg mIoU on val_single during pretraining"
+        print(plot_curves(records, colour, results / "online_eval.png", title))
+        return 0
     if a.table:
         records = recorded_runs(results)
         colour = json.loads((results / "colour.json").read_text())

@@ -137,7 +137,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Online evaluation during pretraining (r2o_pretrain/eval/online.py); docs/online_eval.md."""
+    """Online evaluation during pretraining (r2o_pretrain/eval/online.py); docs/pretraining.md."""
 
     every_epochs: int = 0  # evaluate at the end of every this many epochs and at the end of the run (0: off)
     # fg/bg masks in a layout tools/eval_unsup_seg.py reads: plain images/ + masks/ folders, or CUB-200-2011

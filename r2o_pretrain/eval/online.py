@@ -63,8 +63,8 @@ from .unsup_seg import (
 logger = logging.getLogger("r2o")
 
 # The cost of one evaluated image in trained images of the ImageNet recipe (R2O ResNet-50 step, views and raw
-# view 224 px, K=64, batch 8: 4.88 s per image), measured on this project's 2-core CPU (docs/online_eval.md,
-# "Cost"): ResNet-50 c4 + k-means (K=2) + scores at 224 px, 100 segments, 1.26 s (SLIC cached after the
+# view 224 px, K=64, batch 8: 4.88 s per image), measured on this project's 2-core CPU (docs/pretraining.md,
+# "Online evaluation"): ResNet-50 c4 + k-means (K=2) + scores at 224 px, 100 segments, 1.26 s (SLIC cached after the
 # first evaluation; the first adds decoding + SLIC, 0.08 s); the colour row 0.03 s; a kNN feature 0.81 s.
 COST_SEGMENT = 0.259
 COST_PREPARE = 0.016
@@ -93,7 +93,7 @@ def resolve_folders(cfg: Config) -> tuple[str, str] | None:
         if cfg.data.demo and not cfg.data.root:
             fg = Path(cfg.data.demo_dir) / "fg_masks"
             return str(fg / "images"), str(fg / "masks")
-        logger.warning(
+        logger.info(
             "eval.images=demo evaluates on the demo scenes only when training on them (data.root is set): "
             "no online evaluation; give eval.images=... eval.masks=... to evaluate"
         )
@@ -195,7 +195,7 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
         f"of an epoch of {num_examples:,} images ({100 * per_eval / (epoch * e.every_epochs):.3f}% averaged over "
         f"the {e.every_epochs} epoch(s) between two), +{once:,.0f} once; whole run "
         f"{100 * (evals * per_eval + once) / (epoch * t.epochs):.3f}% (per-image costs measured on CPU, "
-        "docs/online_eval.md)"
+        "docs/pretraining.md, Online evaluation)"
     )
 
 

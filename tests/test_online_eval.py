@@ -152,10 +152,11 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
             assert a[key] == pytest.approx(b[key], abs=1e-9), (a["step"], key)
 
 
-def test_torchrun_two_ranks_share_the_evaluation_and_agree(demo_dir, tmp_path):
+def test_torchrun_two_ranks_share_the_evaluation_and_agree(demo_dir, knn_folders, tmp_path):
     out = tmp_path / "run"
+    knn = {"eval__knn_train": knn_folders[0], "eval__knn_val": knn_folders[1]}
     args = _torchrun(
-        "--standalone", "--nproc-per-node", "2", HELPER, str(tmp_path), *eval_overrides(demo_dir, out)
+        "--standalone", "--nproc-per-node", "2", HELPER, str(tmp_path), *eval_overrides(demo_dir, out, **knn)
     )  # fmt: skip
     log = tmp_path / "ddp.log"
     with launched((args, log)) as (launcher,):
@@ -167,6 +168,7 @@ def test_torchrun_two_ranks_share_the_evaluation_and_agree(demo_dir, tmp_path):
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # 8 images / (4 x 2 ranks) = 1 step x 2 epochs
     records = eval_lines(out)
     assert [r["step"] for r in records] == [1, 2] and all(r["eval/images"] == 8 for r in records)
+    assert all(r["eval/knn_top1"] >= 0.99 for r in records)  # bank and queries gathered from both ranks
     pairs = list_pairs(demo_dir / "fg_masks/images", demo_dir / "fg_masks/masks").pairs
     ref = evaluate(load_encoder(str(ckpt)), pairs, EVAL_SIZE, EVAL_SEGMENTS)  # rank 0's network, all images
     assert records[-1]["eval/unsup_miou"] == pytest.approx(ref.rule.miou, abs=1e-9)

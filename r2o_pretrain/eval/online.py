@@ -247,7 +247,7 @@ class OnlineEvaluator:
             try:
                 rgb, sp, gt = prepare_arrays(self.data.pairs[i], self.e.size, self.e.n_segments)
                 self.cache[i] = (rgb, sp.astype(np.int32), gt)
-            except EvalDataError as exc:  # checked at start-up; changed on disk since
+            except (EvalDataError, OSError) as exc:  # checked at start-up; changed on disk since
                 logger.warning("online evaluation: skipped: %s", exc)
                 self.cache[i] = str(exc)
         entry = self.cache[i]
@@ -280,17 +280,25 @@ class OnlineEvaluator:
             rows = {}
             mine = list(range(self.info.rank, n, self.info.world_size))
             for start in range(0, len(mine), 64):
-                idx = mine[start : start + 64]
-                batch = torch.stack([load_image(folder.files[i], self.e.size) for i in idx])
-                for i, f in zip(idx, pooled_features(encoder, batch)):
-                    rows[i] = f.tolist()
+                loaded = {}
+                for i in mine[start : start + 64]:
+                    try:
+                        loaded[i] = load_image(folder.files[i], self.e.size)
+                    except OSError as exc:  # checked at start-up; changed on disk since
+                        logger.warning("online evaluation: kNN: skipped %s: %s", folder.files[i], exc)
+                if loaded:
+                    for i, f in zip(loaded, pooled_features(encoder, torch.stack(list(loaded.values())))):
+                        rows[i] = f.tolist()
             ordered = gather_rows(rows, n, encoder.c5_channels, self.info)
-            features.append(torch.tensor(ordered, dtype=torch.float32))
-        bank, val = self.data.knn_train, self.data.knn_val
+            kept = [i for i, row in enumerate(ordered) if row is not None]
+            features.append(
+                (torch.tensor([ordered[i] for i in kept], dtype=torch.float32), torch.tensor(folder.labels)[kept])
+            )
+        (bank, bank_labels), (val, val_labels) = features
         pred = knn_predict(
-            features[0], torch.tensor(bank.labels), features[1], len(bank.classes), self.e.knn_k, self.e.knn_temperature
+            bank, bank_labels, val, len(self.data.knn_train.classes), self.e.knn_k, self.e.knn_temperature
         )
-        return top1(pred, torch.tensor(val.labels))
+        return top1(pred, val_labels)
 
     def _random_encoder(self) -> ResNetEncoder:
         """tools/eval_unsup_seg.py's random-init row: ``torch.manual_seed(seed)`` then a fresh ResNet (the

@@ -58,6 +58,14 @@ def eval_overrides(demo_dir: Path, out: Path, **extra: object) -> list[str]:
     return tiny_overrides(listing, out, **values)
 
 
+def load_tool(name: str):
+    """tools/<name>.py as a module (its main() runs in this process)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / f"tools/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def eval_lines(out: Path) -> list[dict]:
     """Every online-evaluation record of metrics.jsonl, in file order, duplicates included."""
     lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -80,7 +88,7 @@ def full(demo_dir, knn_folders, tmp_path_factory) -> Path:
     return out
 
 
-def test_online_numbers_equal_the_tool_on_the_same_checkpoint(full, demo_dir):
+def test_online_numbers_equal_the_tool_on_the_same_checkpoint(full, demo_dir, capsys):
     records = eval_lines(full)
     assert [r["step"] for r in records] == [2, 4]
     assert [(r["epoch"], r["k"]) for r in records] == [(1, 6), (2, 2)]  # K of the curriculum at that step
@@ -95,14 +103,15 @@ def test_online_numbers_equal_the_tool_on_the_same_checkpoint(full, demo_dir):
     assert last["eval/unsup_oracle_miou"] == pytest.approx(ref.oracle.miou, abs=1e-9)
     # the CLI's table (2 decimals) on the same checkpoint: the checkpoint row at step 4, and the
     # random-init (its --seed = train.seed) and colour rows logged once, with the first evaluation
-    r = run_tool(
-        "tools/eval_unsup_seg.py", "--checkpoint", str(ckpt), "--images", str(demo_dir / "fg_masks/images"),
+    code = load_tool("eval_unsup_seg").main([
+        "--checkpoint", str(ckpt), "--images", str(demo_dir / "fg_masks/images"),
         "--masks", str(demo_dir / "fg_masks/masks"), "--size", str(EVAL_SIZE), "--n-segments", str(EVAL_SEGMENTS),
         "--seed", "3",
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
+    ])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
     table = {m.group(1): [float(v) for v in m.groups()[1:]] for m in re.finditer(
-        r"^(checkpoint|random init|colour \(Lab\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", r.stdout, re.M
+        r"^(checkpoint|random init|colour \(Lab\))\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.M
     )}  # fmt: skip
     first = records[0]
     for row, rec, prefix in (
@@ -225,14 +234,6 @@ def _cfg(demo_dir: Path, **eval_values: object):
     )  # fmt: skip
 
 
-def pretrain_tool():
-    """tools/pretrain.py as a module (its main() runs in this process)."""
-    spec = importlib.util.spec_from_file_location("pretrain_tool", ROOT / "tools/pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_folders, tmp_path, capsys):
     fg = demo_dir / "fg_masks"
     images, masks = tmp_path / "images", tmp_path / "masks"
@@ -268,7 +269,7 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
         _cfg(demo_dir, every_epochs=-1)
     # tools/pretrain.py: exit 2 at start-up, before any step
     out = tmp_path / "cli"
-    code = pretrain_tool().main(eval_overrides(demo_dir, out, eval__images=images, eval__masks=masks))
+    code = load_tool("pretrain").main(eval_overrides(demo_dir, out, eval__images=images, eval__masks=masks))
     err = capsys.readouterr().err
     assert code == 2 and "cannot read" in err and str(images / "a.png") in err, err[-2000:]
     assert not (out / "metrics.jsonl").exists()
@@ -279,7 +280,7 @@ def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo
     demo = load_config(ROOT / "configs/pretrain/demo.yaml", [f"data.demo_dir={demo_dir}"])
     data = check_eval_data(demo)
     assert data is not None and len(data.pairs) == 8 and data.images == str(demo_dir / "fg_masks/images")
-    assert pretrain_tool().main(["--dry-run", *eval_overrides(demo_dir, tmp_path / "unused")]) == 0
+    assert load_tool("pretrain").main(["--dry-run", *eval_overrides(demo_dir, tmp_path / "unused")]) == 0
     stdout = capsys.readouterr().out
     assert "online evaluation: every 1 epoch(s) and at the end: 2 evaluations of 8 image/mask pairs" in stdout
     assert "% of an epoch of 8 images" in stdout

@@ -11,7 +11,7 @@ Examples:
   python tools/pretrain.py train.epochs=2 model.method=detcon --output-dir runs/detcon
   python tools/pretrain.py --resume auto               # continue the run in --output-dir
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train \
-      eval.every_epochs=10 eval.images=CUB_200_2011/images eval.masks=segmentations   # online evaluation
+      eval.every_epochs=5 eval.images=CUB_200_2011/images eval.masks=segmentations   # online evaluation
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml --dry-run \
       --world-size 128 data.num_examples=1281167      # the per-epoch plan (K, steps, lr, tau), no training
   torchrun --nproc-per-node 8 tools/pretrain.py --config ...   # DDP; multi-node with torchrun's flags

@@ -65,10 +65,9 @@ def make_step(
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step() -> None:
-        with record_function("step.optimizer_ema"):
-            model.update_target(0.99)  # at the start of the step, as the trainer does
         with torch.autocast(device, dtype=amp, enabled=amp is not None):
-            out = model(data["views"], data["boxes"], data["raw"], data["superpixels"], k, gen)
+            # the EMA (tau 0.99) runs inside the forward, after the online pass, as in the trainer
+            out = model(data["views"], data["boxes"], data["raw"], data["superpixels"], k, gen, tau=0.99)
         opt.zero_grad(set_to_none=True)
         with record_function("step.backward"):
             out.loss.backward()

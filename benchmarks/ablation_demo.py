@@ -26,11 +26,11 @@ from common import table
 from PIL import Image
 
 from r2o_pretrain.config import load_config
-from r2o_pretrain.scenes.demo import demo_dataset_ready, write_demo_dataset
 from r2o_pretrain.data.device_augment import to_input_tensor
 from r2o_pretrain.engine.trainer import train
 from r2o_pretrain.eval.unsup_seg import evaluate, list_pairs
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+from r2o_pretrain.scenes.demo import demo_dataset_ready, write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

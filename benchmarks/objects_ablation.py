@@ -101,7 +101,7 @@ class Preset:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU runs bf16 matrix work natively (AVX512-BF16 or AMX). Without it torch emulates
-    bf16 and a training step is 10-20x slower than fp32 (measured on an AMD EPYC, README Performance)."""
+    bf16 and a training step is 10-20x slower than fp32 (measured on an AMD EPYC, docs/benchmarks.md, Performance)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -116,7 +116,7 @@ PRESETS = {
     # 16 at 96/112 px with augment_on=device and 1 loader worker (9.4 with PIL photometrics, 8.3 with
     # 2 workers): ~1.45 s per step. 2.5 h for 6 pretrainings + 8 scorings leaves ~625 steps per run, so:
     # 4 epochs over the first 2,500 scenes (the curriculum K 32 -> 4 gets 4 points) = 625 steps of 16.
-    # Where the CPU has native bf16, bf16 autocast + channels_last (README Performance).
+    # Where the CPU has native bf16, bf16 autocast + channels_last (docs/benchmarks.md, Performance).
     "cpu": Preset(
         epochs=4,
         batch=16,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """What the object benchmark's probes see, per encoder: per-class IoU of the 14-class c4/c5 probe and the
-foreground IoU of a 2-class (object vs background) probe — the diagnosis behind README's objects table.
+foreground IoU of a 2-class (object vs background) probe — the diagnosis behind the objects table in docs/benchmarks.md.
 
   python benchmarks/objects_probe_detail.py [--data /work/data_objects] [--layers c4] \\
       random runs/objects_cpu/r2o_s0/checkpoints/last.pth runs/objects_cpu/r2o_s0/checkpoints/epoch_0001.pth
@@ -21,8 +21,8 @@ from ablation_demo import load_split, probe_ious
 from objects_ablation import NUM_CLASSES, PRESETS
 from torch.optim.swa_utils import update_bn
 
-from r2o_pretrain.scenes.objects import CLASSES
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
+from r2o_pretrain.scenes.objects import CLASSES
 
 
 def foreground_only(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Minimal compatibility fixes for detectron2 v0.6's Python sources (pb1-detectron2==0.6).
 
 Used only by the offline install in scripts/setup.sh, on an unpacked copy of the sdist. Each fix is
-listed in the README ("Offline detectron2"); every pattern must match, so a changed sdist fails loudly.
+listed in docs/getting_started.md ("detectron2 offline"); every pattern must match, so a changed sdist fails loudly.
 
     python scripts/patch_detectron2.py PATH/TO/pb1-detectron2-0.6
 """

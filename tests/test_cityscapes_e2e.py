@@ -1,5 +1,5 @@
 """Cityscapes as a new user meets it: real photographs with Cityscapes polygon annotations →
-cityscapesscripts' ``createTrainIdLabelImgs`` (the command the README gives) → ``mim train`` → ``mim test`` on
+cityscapesscripts' ``createTrainIdLabelImgs`` (the command docs/transfer_mmseg.md gives) → ``mim train`` → ``mim test`` on
 ``configs/r2o_fcn_cityscapes.py``, shrunk only by ``--cfg-options``. The printed mIoU covers the 19 classes and
 ignores the 255 pixels: it is recomputed here from the predictions ``mim test --out`` writes."""
 
@@ -58,7 +58,7 @@ def _table(text: str) -> dict[str, float]:
 
 def test_cityscapes_polygons_to_train_ids_to_mim_train_and_mim_test(r2o_checkpoint, tmp_path):
     root = write_cityscapes_polygon_tree(tmp_path / "cityscapes", n_train=4, n_val=2)
-    # the README's preparation command, as a user runs it
+    # the preparation command of docs/transfer_mmseg.md, as a user runs it
     r = run_tool("-m", "cityscapesscripts.preparation.createTrainIdLabelImgs", env={"CITYSCAPES_DATASET": str(root)})
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     polygons = sorted(root.glob("gtFine/*/*/*_gtFine_polygons.json"))

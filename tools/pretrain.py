@@ -18,7 +18,7 @@ Examples:
 
 Exit codes: 0 done (and a torchrun worker stopped by a preemption signal), 2 unusable settings, data or
 checkpoint, 3 the loss or the weights became NaN/inf, 75 stopped by a preemption signal (train.preempt_signals) after
-writing its checkpoint: continue with --resume auto (README, "GPUs and many nodes").
+writing its checkpoint: continue with --resume auto (docs/pretraining.md, "Preemption").
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="processes to plan for with --dry-run (default: this launch's, %(default)s)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.epochs=10 model.depth=50")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value on both sides of an option
 
 
 def eval_cost_line(cfg, num_examples: int) -> str:

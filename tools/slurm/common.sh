@@ -1,4 +1,4 @@
-# Shared by the sbatch scripts of this folder (sourced; needs SLURM's environment). See README,
+# Shared by the sbatch scripts of this folder (sourced; needs SLURM's environment). See docs/pretraining.md,
 # "GPUs and many nodes".
 
 # The first node of the allocation: it hosts the rendezvous (torchrun's c10d store, detectron2's and

@@ -3,7 +3,7 @@
 #   make test   set everything up, then run the test suite (what CI runs)
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint bench lock clean-cache
+.PHONY: setup demo test test-quick lint bench lock clean-cache
 
 setup:
 	bash scripts/setup.sh
@@ -11,8 +11,14 @@ setup:
 demo: setup
 	$(PY) tools/pretrain.py
 
+# two pytest-xdist workers (one per core); --dist loadfile keeps a module's tests (and fixtures) together
 test: setup
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+
+# the edit-test loop: unit tests only (no end-to-end training runs), under 90 s; needs a set-up .venv
+test-quick:
+	@test -x $(PY) || { echo "run 'make setup' first"; exit 1; }
+	$(PY) -m pytest -q -n 2 -m "not e2e" --durations=5 tests
 
 lint:
 	$(PY) -m ruff check .

@@ -15,13 +15,55 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+# Modules whose every test runs real training, fine-tuning or torchrun in subprocesses (marked e2e, so
+# `make test-quick` skips them); elsewhere a test is e2e when it needs a pretraining checkpoint or says so.
+E2E_MODULES = {
+    "test_cityscapes_e2e",
+    "test_d2",
+    "test_environment",
+    "test_mmseg",
+    "test_online_eval",
+    "test_roundtrip_d2",
+    "test_roundtrip_mmseg",
+    "test_scale",
+    "test_trainer",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in E2E_MODULES or "r2o_checkpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+def shared_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` once per test session, also under pytest-xdist: the workers share one folder beside
+    their own temp dirs, the first makes it under a file lock, the others wait and reuse it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # <root>/popen-gwN → <root>, common to the session's workers
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            make(folder)
+            done.touch()
+    return folder
+
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A small demo dataset (every export), written once per test session."""
     from r2o_pretrain.scenes.demo import write_demo_dataset
 
-    return write_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=24, n_val=8, n_fg=8, size=96, seed=1)
+    return shared_once(
+        tmp_path_factory,
+        "demo",
+        lambda folder: write_demo_dataset(folder, n_train=24, n_val=8, n_fg=8, size=96, seed=1),
+    )
 
 
 def tiny_overrides(data_root: Path, out: Path, **extra: object) -> list[str]:
@@ -59,13 +101,36 @@ def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subproc
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def run_main(tool: str, *args: str) -> subprocess.CompletedProcess:
+    """``python tools/<tool> args`` in this process (its ``main(argv)``), returned as ``run_tool`` does.
+
+    For the command lines' error paths, which end before any training: the same code as a subprocess
+    without paying an interpreter start and torch's import (~5 s each) per call.
+    """
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location(f"_tool_{Path(tool).stem}", ROOT / tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = module.main(list(args))
+    return subprocess.CompletedProcess([tool, *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def r2o_checkpoint(demo_dir, tmp_path_factory) -> Path:
     """A real pretraining checkpoint (ResNet-18, 2 steps) for the conversion, plugin and eval tests."""
-    out = tmp_path_factory.mktemp("pretrained")
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2))
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out / "checkpoints/last.pth"
+
+    def pretrain(out: Path) -> None:
+        r = run_tool(
+            "tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2)
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    return shared_once(tmp_path_factory, "pretrained", pretrain) / "checkpoints/last.pth"
 
 
 def official_checkpoint(net: nn.Module) -> dict:

@@ -3,6 +3,7 @@ checkpoint, the LSJ mapper's sizes, the SyncBN → BN switch and dataset errors 
 detectron2. Resume and --eval-only: the protocol round trip in test_roundtrip_d2.py."""
 
 import json
+import re
 
 import numpy as np
 from conftest import run_tool
@@ -81,6 +82,8 @@ def test_demo_config_trains_and_evaluates_from_r2o_checkpoint(r2o_checkpoint, de
     assert "loaded 100/100 backbone tensors" in log and "every backbone tensor was loaded" in log
     assert "r2o-pretrain (online encoder" in log
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
+    aps = re.findall(r"\|\s*AP\s*\|\s*AP50.*\n.*\n\|\s*([\d.na]+)\s*\|", log)
+    assert len(aps) >= 2, log[-3000:]  # a numeric (or nan) AP row for bbox and for segm
     assert (out / "model_final.pth").is_file()
 
 

@@ -3,11 +3,10 @@ tiny real training run each of detectron2's Mask R-CNN and of `mim train mmseg`.
 
 import importlib
 import importlib.metadata as md
-import re
 
 import pytest
 import torch
-from conftest import ROOT, run_tool
+from conftest import ROOT
 
 
 def pins():
@@ -104,21 +103,6 @@ def test_detectron2_missing_extension_fails_only_when_called():
         ROIAlignRotated((2, 2), 1.0, 0)(torch.randn(1, 1, 8, 8), torch.tensor([[0, 4.0, 4.0, 4.0, 4.0, 0.0]]))
 
 
-def test_detectron2_mask_rcnn_trains_and_evaluates_on_cpu(demo_dir, tmp_path):
-    r = run_tool("tests/helpers/d2_smoke.py", str(demo_dir), str(tmp_path), timeout=900)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    text = r.stdout + r.stderr
-    assert "Evaluation results for bbox" in text and "Evaluation results for segm" in text
-    aps = re.findall(r"\|\s*AP\s*\|\s*AP50.*\n.*\n\|\s*([\d.na]+)\s*\|", text)
-    assert len(aps) >= 2, text[-3000:]
-
-
-def test_mim_train_mmseg_fcn_runs_and_reports_miou(demo_dir, tmp_path):
-    cfg = tmp_path / "fcn_tiny.py"
-    cfg.write_text((ROOT / "tests/helpers/mmseg_fcn_tiny.py").read_text().replace("DATA_ROOT", str(demo_dir / "voc")))
-    r = run_tool(
-        "-m", "mim", "train", "mmseg", str(cfg), "--work-dir", str(tmp_path / "work"), "--gpus", "0", timeout=900
-    )
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text[-4000:]
-    assert re.search(r"mIoU: \d", text), text[-3000:]
+# The stack's own training runs (Mask R-CNN in detectron2, FCN under `mim train`) are exercised end to end by
+# tests/test_d2.py::test_demo_config_trains_and_evaluates_from_r2o_checkpoint (bbox and segm AP tables) and
+# tests/test_mmseg.py::test_demo_config_trains_on_the_demo_voc_export (mIoU), with the r2o plugins loaded.

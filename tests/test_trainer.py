@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_tool, tiny_overrides
+from conftest import ROOT, run_main, run_tool, tiny_overrides
 from PIL import Image
 
 
@@ -168,11 +168,11 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(demo_dir, tm
 
 
 def test_cli_errors_are_clear(tmp_path):
-    r = run_tool("tools/pretrain.py", "train.nope=1")
+    r = run_main("tools/pretrain.py", "train.nope=1")
     assert r.returncode == 2 and "unknown key 'train.nope'" in r.stderr
-    r = run_tool("tools/pretrain.py", "model.method=simclr")
+    r = run_main("tools/pretrain.py", "model.method=simclr")
     assert r.returncode == 2 and "model.method" in r.stderr
-    r = run_tool(
+    r = run_main(
         "tools/pretrain.py", "data.demo=false", f"data.root={tmp_path / 'missing'}", f"train.output_dir={tmp_path}"
     )
     assert r.returncode == 2 and "does not exist" in r.stderr

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_tool
+from conftest import ROOT, run_main, run_tool
 from PIL import Image
 
 from r2o_pretrain.eval.unsup_seg import (
@@ -117,7 +117,7 @@ def test_cli_reports_problems_by_name(r2o_checkpoint, tmp_path):
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "b.png")  # wrong size
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "orphan.png")
-    r = run_tool(
+    r = run_main(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
         str(r2o_checkpoint),
@@ -132,7 +132,7 @@ def test_cli_reports_problems_by_name(r2o_checkpoint, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "c.png" in r.stderr and "orphan.png" in r.stderr and "b.png is 16x16" in r.stderr
-    r = run_tool(
+    r = run_main(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
         str(r2o_checkpoint),
@@ -144,13 +144,13 @@ def test_cli_reports_problems_by_name(r2o_checkpoint, tmp_path):
     assert r.returncode == 2 and "is not a folder" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run_tool(
+    r = run_main(
         "tools/eval_unsup_seg.py", "--checkpoint", str(r2o_checkpoint), "--images", str(empty), "--masks", str(masks)
     )
     assert r.returncode == 2 and "no image/mask pairs" in r.stderr
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"nope")
-    r = run_tool("tools/eval_unsup_seg.py", "--checkpoint", str(bad), "--images", str(images), "--masks", str(masks))
+    r = run_main("tools/eval_unsup_seg.py", "--checkpoint", str(bad), "--images", str(images), "--masks", str(masks))
     assert r.returncode == 2 and str(bad) in r.stderr
 
 

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 import torchvision
-from conftest import official_checkpoint, run_tool
+from conftest import official_checkpoint, run_main, run_tool
 from torch import nn
 
 from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights
@@ -159,7 +159,7 @@ def test_refusals_name_the_problem_and_write_nothing(tmp_path):
         (evil, "--allow-pickle"),
     ]:
         out = tmp_path / f"out_{path.stem}.pkl"
-        r = run_tool("tools/convert.py", str(path), str(out), "--to", "d2")
+        r = run_main("tools/convert.py", str(path), str(out), "--to", "d2")  # in process: error paths only
         assert r.returncode == 2, (path, r.stderr)
         assert message in r.stderr and str(path) in r.stderr
         assert not out.exists()
@@ -176,18 +176,16 @@ def test_never_overwrites_input(tmp_path):
     assert src.read_bytes() == before
 
 
-def test_pretraining_checkpoint_converts_from_the_command_line(demo_dir, tmp_path):
-    from conftest import tiny_overrides
-
-    out = tmp_path / "run"
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=1))
-    assert r.returncode == 0, r.stderr[-2000:]
-    ckpt = out / "checkpoints/last.pth"
-    for target in ("torchvision", "d2", "mmseg"):
-        r = run_tool("tools/convert.py", str(ckpt), str(tmp_path / f"o.{target}"), "--to", target)
+def test_pretraining_checkpoint_converts_from_the_command_line(r2o_checkpoint, tmp_path):
+    ckpt = r2o_checkpoint  # the session's real 2-step pretraining run (checkpoint + export)
+    out = ckpt.parent.parent
+    for i, target in enumerate(("torchvision", "d2", "mmseg")):
+        # the first as a real command line, the others through the same main() in process
+        run = run_tool if i == 0 else run_main
+        r = run("tools/convert.py", str(ckpt), str(tmp_path / f"o.{target}"), "--to", target)
         assert r.returncode == 0, r.stderr
         assert "r2o-pretrain (online encoder" in r.stdout and "ResNet-18" in r.stdout
-    r = run_tool(
+    r = run_main(
         "tools/convert.py", str(out / "export/backbone_torchvision.pth"), str(tmp_path / "e.pkl"), "--to", "d2"
     )
     assert r.returncode == 0 and "torchvision" in r.stdout

@@ -145,6 +145,7 @@ def test_demo_scenes_are_deterministic(tmp_path):
     assert [i.category for i in a.instances] == [i.category for i in b.instances]
 
 
+@pytest.mark.e2e  # runs a real pretraining / detectron2 training
 def test_prefill_warms_exactly_the_entries_training_reads(tmp_path):
     root = make_odd_folder(tmp_path / "imgs")
     cache_dir = tmp_path / "cache"

@@ -214,6 +214,7 @@ def train_net(*args, demo_dir, out):
     return run_tool("tools/train_net.py", "--config-file", D2_CFG, *args, *small, env={"R2O_DEMO_DIR": str(demo_dir)})
 
 
+@pytest.mark.e2e  # runs a real pretraining / detectron2 training
 def test_train_net_refuses_malicious_weights(evil, demo_dir, tmp_path):
     pkl, pth, marker = evil
     for path in (pkl, pth):
@@ -330,6 +331,7 @@ def test_caffe2_msra_pkl_is_refused_with_the_reason(tmp_path):
         assert not (tmp_path / "o.pth").exists()
 
 
+@pytest.mark.e2e  # runs a real pretraining / detectron2 training
 def test_d2_run_resumes_from_its_own_checkpoint_weights_only(demo_dir, tmp_path):
     """A real training run: its checkpoints load under weights_only (+ the allow-list) and resume at the
     right iteration; the allow-list holds nothing the checkpoint does not need."""

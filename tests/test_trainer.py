@@ -99,12 +99,28 @@ def test_bf16_channels_last_fast_path_trains_and_resumes_exactly(demo_dir, tmp_p
 def test_resume_refuses_foreign_checkpoint(demo_dir, tmp_path):
     bad = tmp_path / "foreign.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, bad)
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(bad))
+    r = run_main("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(bad))
     assert r.returncode == 2 and "not an r2o training checkpoint" in r.stderr
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(b"PK\x03\x04garbage")
-    r = run_tool("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(truncated))
+    r = run_main("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(truncated))
     assert r.returncode == 2 and str(truncated) in r.stderr
+
+
+def test_resume_names_the_switch_for_a_timm_lars_state(r2o_checkpoint, demo_dir, tmp_path):
+    """A checkpoint written with optim.lars=timm (timm's Lars state), resumed with the default LARS."""
+    from timm.optim import Lars
+
+    from r2o_pretrain.model.r2o import R2O
+
+    state = torch.load(r2o_checkpoint, weights_only=True)
+    model = R2O(depth=18, projector_hidden=64, projector_out=32, predictor_hidden=64)
+    model.load_state_dict(state["model"])
+    state["optimizer"] = Lars(model.online_parameters(), lr=0.0).state_dict()
+    timm_ckpt = tmp_path / "timm_lars.pth"
+    torch.save(state, timm_ckpt)
+    r = run_main("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(timm_ckpt))
+    assert r.returncode == 2 and str(timm_ckpt) in r.stderr and "optim.lars=timm" in r.stderr
 
 
 @pytest.mark.parametrize("fast_path", [False, True], ids=["fp32", "bf16_channels_last"])

@@ -171,7 +171,10 @@ class Trainer:
                 f"{path} does not fit this model (model.depth={self.cfg.model.depth}, heads "
                 f"{self.cfg.model.projector_hidden}/{self.cfg.model.projector_out}): {str(exc).splitlines()[0]}"
             ) from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # another optimiser's state (optim.lars / optim.optimizer changed)
+            raise CheckpointError(f"{path}: its optimizer state does not fit this run: {exc}") from exc
         if "scaler" in state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])

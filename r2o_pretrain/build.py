@@ -78,13 +78,7 @@ def build_dataset(cfg: Config, root: str) -> PretrainDataset:
             flip_prob=d.flip_prob,
             augment_on=d.augment_on,
             blur=d.blur,
-            photometric=PhotometricSpec(
-                color_jitter_p=d.color_jitter_p,
-                color_jitter=tuple(d.color_jitter),
-                grayscale_p=d.grayscale_p,
-                blur_p=tuple(d.blur_p),
-                solarize_p=tuple(d.solarize_p),
-            ),
+            photometric=PhotometricSpec.from_settings(d),
         ),
         SuperpixelCache(
             d.superpixel_cache or None, d.n_segments, d.slic_compactness, root=root, slic_input=d.slic_input

@@ -221,3 +221,10 @@ def test_photometric_config_keys_reach_the_dataset_and_are_checked(photo_folder)
     ):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [bad])
+
+
+def test_data_config_defaults_are_the_photometric_spec_defaults():
+    """config.py repeats BYOL's numbers (it imports no torch); the two sets must not drift apart."""
+    from r2o_pretrain.config import DataConfig
+
+    assert P.PhotometricSpec.from_settings(DataConfig()) == P.PhotometricSpec() == P.BYOL

@@ -17,7 +17,8 @@ solarize at 128/255, p=0.0 (view 1) / 0.2 (view 2). ``PhotometricSpec`` holds th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,6 +53,16 @@ class PhotometricSpec:
     grayscale_p: float = 0.2
     blur_p: tuple[float, float] = (1.0, 0.1)
     solarize_p: tuple[float, float] = (0.0, 0.2)
+
+    @classmethod
+    def from_settings(cls, data: Any) -> PhotometricSpec:
+        """The spec named by a ``DataConfig``'s fields of the same names (lists from YAML become tuples).
+
+        ``config.DataConfig`` repeats these defaults because config.py imports no torch;
+        tests/test_loader_pipeline.py asserts the two sets are equal.
+        """
+        values = {f.name: getattr(data, f.name) for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 BYOL = PhotometricSpec()

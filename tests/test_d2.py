@@ -92,11 +92,7 @@ def test_missing_images_give_a_clear_error(demo_dir, tmp_path):
     data["images"][3]["file_name"] = "gone.jpg"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(data))
-    r = train_net(
-        "--coco-dataset",
-        "broken",
-        str(path),
-        str(demo_dir / "images"),
+    r = train_net(  # the tool's option after the overrides is still read as the option (split_trailing_options)
         *SMALL,
         "DATASETS.TRAIN",
         '("broken",)',
@@ -104,6 +100,10 @@ def test_missing_images_give_a_clear_error(demo_dir, tmp_path):
         str(tmp_path / "o"),
         "SOLVER.MAX_ITER",
         "1",
+        "--coco-dataset",
+        "broken",
+        str(path),
+        str(demo_dir / "images"),
         demo_dir=demo_dir,
     )
     assert r.returncode == 2
@@ -119,6 +119,31 @@ def test_wrong_weights_are_refused_with_the_file_named(demo_dir, tmp_path):
         *SMALL, "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.WEIGHTS", str(bad), "SOLVER.MAX_ITER", "1", demo_dir=demo_dir
     )
     assert r.returncode == 2 and str(bad) in r.stderr
+
+
+def _train_net_module():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("_tool_train_net", ROOT / "tools/train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_options_after_the_overrides_are_options_and_a_stray_word_is_named(capsys):
+    tool = _train_net_module()
+    args = tool.parse_args(
+        ["--config-file", D2_CFG, "MODEL.WEIGHTS", "w.pth", "--resume", "--num-gpus=2", "--coco-dataset", "a", "b", "c"]
+        + ["SOLVER.MAX_ITER", "5", "--eval-only"]
+    )
+    assert (args.resume, args.eval_only, args.num_gpus) == (True, True, 2)
+    assert args.coco_dataset == [["a", "b", "c"]]
+    assert args.opts == ["MODEL.WEIGHTS", "w.pth", "SOLVER.MAX_ITER", "5"]
+    assert tool.cli(["--config-file", D2_CFG, "MODEL.WEIGHTS", "w.pth", "--resum"]) == 2
+    err = capsys.readouterr().err
+    assert "odd number of words: MODEL.WEIGHTS w.pth --resum" in err and "Traceback" not in err
 
 
 def _cfg(**lsj):

@@ -23,6 +23,7 @@ Checks that need no GPU run before any process starts; a failed one exits with s
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -146,8 +147,54 @@ def parser():
     return p
 
 
+def split_trailing_options(p: argparse.ArgumentParser, opts: list[str]) -> tuple[list[str], list[str]]:
+    """Split detectron2's trailing overrides into this tool's own options given among them and the KEY VALUE pairs.
+
+    detectron2's parser reads everything after the first override as overrides, so ``MODEL.WEIGHTS w --resume``
+    would hand ``--resume`` to yacs ("Override list has odd length"). Config keys never start with ``--``.
+    """
+    actions = {s: a for a in p._actions for s in a.option_strings}  # argparse has no public lookup
+    moved: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(opts):
+        name = opts[i].split("=", 1)[0]
+        action = actions.get(name)
+        if action is None:
+            overrides.append(opts[i])
+            i += 1
+            continue
+        count = 0 if "=" in opts[i] else {None: 1}.get(action.nargs, action.nargs)
+        if not isinstance(count, int):
+            raise R2OConfigError(f"give {name} before the KEY VALUE overrides")
+        moved += opts[i : i + 1 + count]
+        i += 1 + count
+    if len(overrides) % 2:
+        pairs = " ".join(overrides)
+        raise R2OConfigError(
+            f"the overrides must be KEY VALUE pairs, got an odd number of words: {pairs}. "
+            "An option of this tool or a value may be missing or misspelt (see --help)."
+        )
+    return moved, overrides
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """detectron2's arguments; this tool's options may also come after the overrides."""
+    p = parser()
+    args = p.parse_args(argv)
+    moved, overrides = split_trailing_options(p, args.opts)
+    if moved:
+        args = p.parse_args(moved, namespace=args)
+    args.opts = overrides
+    return args
+
+
 def cli(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except R2OConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         args.preflight_notes = preflight(args)
         launch(

@@ -206,18 +206,27 @@ def recorded_curve(run_dir: Path) -> list[dict]:
     ]
 
 
-def plot_curves(records: list[dict], colour: dict, out: Path, note: str) -> Path:
-    """(a) against step: each method's recorded curves (mean over seeds), random init and colour as lines."""
+def curves_and_lines(records: list[dict], colour: dict) -> tuple[dict[str, list], dict[str, float]]:
+    """What the (a)-against-step picture draws: method -> one (steps, mIoU %) per seed, and the dashed
+    lines (label -> mIoU %: both random-init rows as the mean over their seeds, and the colour row)."""
     curves: dict[str, list] = {}
     for r in records:
         if r.get("curve") and r["method"] in METHODS:
             curves.setdefault(r["method"], []).append(
                 ([c["step"] for c in r["curve"]], [c["unsup"] for c in r["curve"]])
             )
-    random = [r["scores"]["unsup"] for r in records if r["method"] == "random" and "unsup" in r["scores"]]
-    flat = {"random init": statistics.mean(random)} if random else {}
+    flat = {}
+    for method, label in (("random", "random init"), ("random_bn", "random init, BN stats")):
+        values = [r["scores"]["unsup"] for r in records if r["method"] == method and "unsup" in r["scores"]]
+        if values:
+            flat[label] = statistics.mean(values)
     flat["colour (Lab)"] = colour["unsup"]
-    return plot(curves, flat, out, note)
+    return curves, flat
+
+
+def plot_curves(records: list[dict], colour: dict, out: Path, note: str) -> Path:
+    """(a) against step: each method's recorded curves (mean over seeds); both random-init rows and colour as lines."""
+    return plot(*curves_and_lines(records, colour), out, note)
 
 
 def random_encoder(seed: int, bn_scenes: Sequence[Path] = (), size: int = 128) -> ResNetEncoder:

@@ -24,6 +24,7 @@ import yaml
 from r2o_pretrain.engine.run_log import eval_records, read_metrics
 
 STYLE = {"r2o": ("R2O", "C0"), "detcon": ("DetCon", "C1"), "byol": ("BYOL", "C2")}
+FLAT_STYLE = {"random init": "0.4", "random init, BN stats": "0.65", "colour (Lab)": "C5"}
 Curve = tuple[list[int], list[float]]  # steps, mIoU (%)
 
 
@@ -69,8 +70,8 @@ def plot(curves: Mapping[str, Sequence[Curve]], flat: Mapping[str, float], out: 
         if len(seeds) > 1:
             ax.fill_between(steps, [min(v) for v in zip(*values)], [max(v) for v in zip(*values)],
                             color=line.get_color(), alpha=0.15)  # fmt: skip
-    for (name, value), colour in zip(flat.items(), ("0.4", "C5")):
-        ax.axhline(value, ls="--", lw=1, color=colour, label=name)
+    for name, value in flat.items():
+        ax.axhline(value, ls="--", lw=1, color=FLAT_STYLE.get(name, "C6"), label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("unsupervised object segmentation mIoU (%)")
     ax.set_title(title, fontsize=9)

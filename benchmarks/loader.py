@@ -5,7 +5,7 @@
 "Per core" is one DataLoader worker process (the main process, which only collects the batches, runs on
 another core). Pipelines, each run in turn within every repeat (median of the repeats):
 - authors'-equivalent: torchvision's PIL transforms as their code runs them (RandomResizedCrop bicubic,
-  flip, ColorJitter, RandomGrayscale, the 23-tap torchvision GaussianBlur, RandomSolarize, ToTensor,
+  flip, ColorJitter, RandomGrayscale, their cv2.GaussianBlur with a 23x23 kernel, RandomSolarize, ToTensor,
   Normalize; the raw view by Resize + ToTensor + Normalize) and SLIC for every sample on the normalised
   raw-view tensor (float64 HWC), as their loader does;
 - ours, ``data.augment_on=device``: decode + crops + raw view + SLIC cache read in the worker, uint8 out;
@@ -36,6 +36,7 @@ from torchvision import transforms as T
 
 from r2o_pretrain.data.dataset import PretrainDataset, collate
 from r2o_pretrain.data.folder import open_rgb
+from r2o_pretrain.data.photometric import blur_pil_image
 from r2o_pretrain.data.superpixels import SuperpixelCache
 from r2o_pretrain.data.views import (
     IMAGENET_MEAN,
@@ -58,7 +59,7 @@ class AuthorsEquivalent(Dataset):
         self.files = files
         crop = [T.RandomResizedCrop(view, interpolation=T.InterpolationMode.BICUBIC), T.RandomHorizontalFlip()]
         self.views = [
-            T.Compose([*crop, photometric_augmentation(b, s, blur="torchvision")]) for b, s in ((1.0, 0.0), (0.1, 0.2))
+            T.Compose([*crop, photometric_augmentation(b, s, blur="opencv")]) for b, s in ((1.0, 0.0), (0.1, 0.2))
         ]
         self.raw = T.Compose(
             [
@@ -159,6 +160,7 @@ def stage_rows(files: list[str], cache: SuperpixelCache, view: int = 224, raw: i
             "raw view, torch uint8 bicubic aa": lambda i: resize_bicubic(pixels[i], raw),
             "colour jitter, PIL (per view)": lambda i: cj(small[i]),
             "grayscale, PIL (per view)": lambda i: small[i].convert("L").convert("RGB"),
+            "blur, cv2.GaussianBlur 23x23 sigma 1 (authors', per view)": lambda i: blur_pil_image(small[i], 1.0),
             "blur, torchvision 23 taps on PIL (per view)": lambda i: tv_blur(small[i]),
             "blur, PIL GaussianBlur sigma 1 (per view)": lambda i: small[i].filter(ImageFilter.GaussianBlur(1.0)),
             "solarize, PIL (per view)": lambda i: T.functional.solarize(small[i], 128),
@@ -212,7 +214,7 @@ def run(
     load = os.getloadavg()[0]
     what = f"loader, 1 worker, {images} JPEGs ~500x375 q90, views {view} + raw {raw}, load {load:.1f}/{os.cpu_count()}"
     names = {
-        "authors": "authors'-equivalent (PIL transforms, tv blur, SLIC per sample)",
+        "authors": "authors'-equivalent (PIL transforms, cv2 blur, SLIC per sample)",
         "device": "ours, augment_on=device (decode, crops, cache read)",
         "cpu": "ours, augment_on=cpu (+ PIL photometric)",
     }

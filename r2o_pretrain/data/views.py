@@ -46,16 +46,12 @@ class PILGaussianBlur(torch.nn.Module):
 def photometric_augmentation(blur_p: float, solarize_p: float, blur: str = "opencv") -> T.Compose:
     """BYOL's colour pipeline for one view as torchvision transforms (PIL image → normalised tensor), as
     the authors run it; the benchmarks' baseline. ``blur``: ``"opencv"`` (the authors': cv2.GaussianBlur,
-    23 taps), ``"pil"`` (PIL's box-blur approximation) or ``"torchvision"`` (GaussianBlur(23) on a tensor)."""
-    if blur == "torchvision":
-        blur_op = T.GaussianBlur(kernel_size=23, sigma=(0.1, 2.0))
-    else:
-        blur_op = PILGaussianBlur((0.1, 2.0), blur)
+    23 taps) or ``"pil"`` (PIL's box-blur approximation)."""
     return T.Compose(
         [
             T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
             T.RandomGrayscale(p=0.2),
-            T.RandomApply([blur_op], p=blur_p),
+            T.RandomApply([PILGaussianBlur((0.1, 2.0), blur)], p=blur_p),
             T.RandomSolarize(threshold=128, p=solarize_p),
             T.ToTensor(),
             T.Normalize(IMAGENET_MEAN, IMAGENET_STD),

@@ -99,6 +99,7 @@ def test_cityscapes_polygons_to_train_ids_to_mim_train_and_mim_test(r2o_checkpoi
     )
     text = r.stdout + r.stderr
     assert r.returncode == 0, text[-4000:]
+    assert f"Load checkpoint from {checkpoint}" in text  # the training checkpoint, message hub included
     table = _table(text)
     assert tuple(table) == CITYSCAPES_CLASSES  # the 19 classes, in trainId order
     miou = float(re.search(r"mIoU: ([\d.]+)", text).group(1))

@@ -1,5 +1,6 @@
 """A user's round trip with mmseg on VOC palette PNGs with 255 borders (not the demo's data):
-`mim train` → `mim test --checkpoint` → `mim train --resume`, and what the checkpoint reader allows."""
+`mim train` (validating on the palette PNGs) → `mim train --resume`, and what the checkpoint reader allows.
+`mim test --checkpoint` on a training checkpoint: tests/test_cityscapes_e2e.py."""
 
 import pickle
 import re
@@ -7,14 +8,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import run_tool
 from test_mmseg import SMALL_VOC, mim_train
 from user_data import write_voc_palette_tree
 
 SMALL = SMALL_VOC
 
 
-def test_voc_palette_pngs_train_test_resume(r2o_checkpoint, tmp_path):
+def test_voc_palette_pngs_train_and_resume(r2o_checkpoint, tmp_path):
     root = write_voc_palette_tree(tmp_path / "VOC2012")
     work = tmp_path / "work"
     r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
@@ -23,27 +23,7 @@ def test_voc_palette_pngs_train_test_resume(r2o_checkpoint, tmp_path):
     assert "loaded 100/100 backbone tensors" in text and "every backbone tensor was loaded" in text
     assert "reverted to BatchNormXd" in text  # SyncBN → BN without distribution, logged by mmengine
     assert re.search(r"mIoU: \d", text)
-    checkpoint = work / "iter_2.pth"
-
-    # mim test = Runner.from_cfg + load_from: reads the training checkpoint (message hub included)
-    r = run_tool(
-        "-m",
-        "mim",
-        "test",
-        "mmseg",
-        "configs/r2o_fcn_voc.py",
-        "--checkpoint",
-        str(checkpoint),
-        "--work-dir",
-        str(tmp_path / "test"),
-        "--cfg-options",
-        *SMALL,
-        env={"R2O_DATA_ROOT": str(root)},
-        timeout=900,
-    )
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text[-4000:]
-    assert f"Load checkpoint from {checkpoint}" in text and re.search(r"mIoU: \d", text)
+    assert (work / "iter_2.pth").is_file()
 
     r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=4", resume=True)
     text = r.stdout + r.stderr

@@ -14,8 +14,20 @@ def read_losses(out):
     losses = {}
     for line in (out / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        losses[rec["step"]] = rec  # a re-run step after resume overwrites the earlier record
+        if "loss" not in rec:
+            continue  # an online evaluation's record
+        assert rec["step"] not in losses, f"step {rec['step']} logged twice"  # a resume drops the re-run steps
+        losses[rec["step"]] = rec
     return losses
+
+
+def tensorboard_steps(out, tag="train/loss"):
+    """The steps of ``tag`` as TensorBoard shows them (its reader applies the resumed run's purge_step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +81,8 @@ def test_resume_after_kill_gives_identical_losses(full_run, demo_dir, tmp_path):
     assert sorted(full) == sorted(again) == list(range(1, 13))
     for step in full:
         assert again[step]["loss"] == full[step]["loss"], f"step {step}"
+    # step 5 ran twice (killed after it, resumed from step 4): TensorBoard shows it once, as metrics.jsonl does
+    assert tensorboard_steps(out) == tensorboard_steps(out_full) == list(range(1, 13))
     a = torch.load(out_full / "export/backbone_torchvision.pth", weights_only=True)
     b = torch.load(out / "export/backbone_torchvision.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -34,19 +34,32 @@ def setup_logging(out_dir: Path | None, rank: int = 0) -> None:
 
 
 class MetricsLog:
-    """Appends one JSON line per step to ``metrics.jsonl``; mirrors scalars and images to TensorBoard."""
+    """Appends one JSON line per step to ``metrics.jsonl``; mirrors scalars and images to TensorBoard.
 
-    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+    ``resumed_at``: the step of the checkpoint a resumed run starts from. The steps a killed run logged after
+    that checkpoint are run again, so their records are dropped from ``metrics.jsonl`` (rewritten in place) and
+    hidden from TensorBoard (``purge_step``): each step and evaluation is logged once, as an uninterrupted run
+    logs it.
+    """
+
+    def __init__(self, out_dir: Path, enabled: bool = True, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.file = None
         self.tb = None
         if not enabled:
             return
-        self.file = open(out_dir / "metrics.jsonl", "a")
+        path = out_dir / "metrics.jsonl"
+        if resumed_at is not None and path.is_file():
+            kept = [r for r in read_metrics(out_dir) if r.get("step", 0) <= resumed_at]
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp.replace(path)  # atomic: a kill here leaves the old file or the new one, never half of it
+        self.file = open(path, "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            purge = None if resumed_at is None else resumed_at + 1
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
         except ImportError:  # tensorboard is in the stack; a bare install still trains
             logging.getLogger("r2o").warning("tensorboard is not installed: no TensorBoard logs")
 

@@ -244,7 +244,8 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if info.is_main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        self.metrics = MetricsLog(self.out, enabled=info.is_main)
+        resumed_at = self.step if self.resume_from is not None else None
+        self.metrics = MetricsLog(self.out, enabled=info.is_main, resumed_at=resumed_at)
         self.losses: list[float] = []
         self.skipped_total = 0
         self._log_run_header()

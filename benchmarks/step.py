@@ -45,6 +45,7 @@ def make_step(
     hidden: int = 1024,
     kmeans_until_converged: bool = True,
     kmeans_iters: int = 200,
+    lars_foreach: bool = True,
 ) -> Callable[[], None]:
     """One full training step of ``method`` as a closure (model and optimiser built once)."""
     torch.manual_seed(0)
@@ -60,7 +61,7 @@ def make_step(
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model.online_modules())
     for group in opt.param_groups:
-        group["lr"] = 0.01
+        group["lr"], group["foreach"] = 0.01, lars_foreach
     data = {k_: v.to(device) for k_, v in batch.items()}
     gen = torch.Generator(device=device).manual_seed(0)
 

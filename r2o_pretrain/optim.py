@@ -33,15 +33,34 @@ class LARS(torch.optim.Optimizer):
     Per parameter w with gradient g, in a group with lr, weight decay wd, momentum m and coefficient eta:
     trust = eta·‖w‖ / (‖g‖ + wd·‖w‖) (1 when ‖w‖ = 0 or the denominator is 0; always 1 in a group with
     ``lars_exclude=True``); d = (g + wd·w)·(lr·trust); buffer = m·buffer + d (d at the first step);
-    w −= buffer. No host synchronisation: the trust ratio stays a device tensor.
+    w −= buffer. No host synchronisation: the trust ratios stay device tensors.
+
+    ``foreach`` (default): each group's update as ``torch._foreach_*`` calls over all its tensors, as torch's
+    own SGD/Adam do; ``False``: one parameter at a time (~14 kernel launches each, the reference). The two
+    give the same numbers (tested); on a GPU the loop's launches cost more host time than the update's
+    kernels (docs/benchmarks.md, GPU).
     """
 
-    def __init__(self, params, lr: float = 0.0, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 1e-3):
+    def __init__(
+        self,
+        params,
+        lr: float = 0.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 1e-3,
+        foreach: bool = True,
+    ):
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta < 0:
             raise ValueError(
                 f"LARS needs lr, momentum, weight_decay, eta >= 0, got {lr}, {momentum}, {weight_decay}, {eta}"
             )
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
+        super().__init__(params, {**defaults, "foreach": foreach})
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", True)  # optimizer states saved before the switch existed
 
     def load_state_dict(self, state_dict: dict) -> None:
         if any("eta" not in g for g in state_dict.get("param_groups", [])):
@@ -57,29 +76,62 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, wd, m, eta = group["lr"], group["weight_decay"], group["momentum"], group["eta"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["lars_exclude"]:
-                    scale = lr
-                else:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    denom = g_norm + wd * w_norm
-                    one = torch.ones_like(w_norm)
-                    trust = torch.where(w_norm > 0, torch.where(denom > 0, eta * w_norm / denom, one), one)
-                    scale = trust * lr
-                d = g.add(p, alpha=wd).mul(scale)
-                if m != 0:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf = state["momentum_buffer"].mul_(m).add_(d)
-                    d = buf
-                p.sub_(d)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group["foreach"] and len({(p.device, p.dtype) for p in params}) == 1:
+                self._group_step_foreach(group, params)
+            else:
+                for p in params:
+                    self._param_step(group, p)
         return loss
+
+    def _param_step(self, group: dict, p: torch.Tensor) -> None:
+        lr, wd, m, eta = group["lr"], group["weight_decay"], group["momentum"], group["eta"]
+        g = p.grad
+        if group["lars_exclude"]:
+            scale = lr
+        else:
+            w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+            scale = trust_ratio(w_norm, g_norm, wd, eta) * lr
+        d = g.add(p, alpha=wd).mul(scale)
+        if m != 0:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                d = state["momentum_buffer"] = d.clone()
+            else:
+                d = state["momentum_buffer"].mul_(m).add_(d)
+        p.sub_(d)
+
+    def _group_step_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        lr, wd, m, eta = group["lr"], group["weight_decay"], group["momentum"], group["eta"]
+        grads = [p.grad for p in params]
+        d = list(torch._foreach_add(grads, params, alpha=wd))
+        if group["lars_exclude"]:
+            torch._foreach_mul_(d, lr)
+        else:
+            w_norm, g_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(grads))
+            torch._foreach_mul_(d, list((trust_ratio(w_norm, g_norm, wd, eta) * lr).unbind(0)))
+        if m != 0:
+            old = [i for i, p in enumerate(params) if "momentum_buffer" in self.state[p]]
+            if old:
+                bufs = [self.state[params[i]]["momentum_buffer"] for i in old]
+                torch._foreach_mul_(bufs, m)
+                torch._foreach_add_(bufs, [d[i] for i in old])
+            for i, p in enumerate(params):
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = d[i].clone()
+                d[i] = state["momentum_buffer"]
+        torch._foreach_sub_(params, d)
+
+
+def trust_ratio(w_norm: torch.Tensor, g_norm: torch.Tensor, weight_decay: float, eta: float) -> torch.Tensor:
+    """The authors' trust ratio, elementwise over norms float[...] : eta·‖w‖ / (‖g‖ + wd·‖w‖), 1 where
+    ‖w‖ = 0 or that denominator is 0."""
+    denom = g_norm + weight_decay * w_norm
+    one = torch.ones_like(w_norm)
+    return torch.where(w_norm > 0, torch.where(denom > 0, eta * w_norm / denom, one), one)
 
 
 def official_parameter_name(module_index: int, name: str) -> str:

@@ -269,3 +269,39 @@ def test_dry_run_prints_the_imagenet_plan():
     assert rows[150][1:3] == ["91", "46488..46799"]
     assert float(rows[1][3]) == 0.0 and float(rows[300][1]) == 4
     assert "total: 93600 steps, 383385600 images seen, effective global batch 4096" in r.stdout
+
+
+def test_lars_foreach_update_equals_the_per_parameter_loop():
+    """The default (torch._foreach_* over a group) is the reference loop's arithmetic: same parameters and
+    momentum buffers after steps with lr 0 (warm-up's first), a changing lr and both groups; an optimizer
+    state saved without the switch loads."""
+    from r2o_pretrain.model.r2o import R2O
+
+    def run(foreach: bool):
+        torch.manual_seed(0)
+        model = R2O(depth=18, projector_hidden=32, projector_out=16, predictor_hidden=32)
+        opt = build_optimizer(model.online_modules(), weight_decay=1e-2)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        g = torch.Generator().manual_seed(1)
+        for lr in (0.0, 0.3, 0.1):
+            for group in opt.param_groups:
+                group["lr"], group["foreach"] = lr, foreach
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            params[0].grad.zero_()  # ‖g‖ = 0 with decay: trust eta / wd
+            opt.step()
+        return params, opt
+
+    fused, opt = run(True)
+    loop, _ = run(False)
+    assert len(fused) > 60
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+    bufs = [opt.state[p]["momentum_buffer"] for p in fused]
+    assert all(torch.isfinite(b).all() for b in bufs) and any(b.abs().sum() > 0 for b in bufs)
+    state = opt.state_dict()
+    for group in state["param_groups"]:
+        del group["foreach"]
+    opt.load_state_dict(state)
+    assert all(group["foreach"] is True for group in opt.param_groups)
+    opt.step()

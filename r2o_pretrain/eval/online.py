@@ -70,6 +70,10 @@ COST_SEGMENT = 0.259
 COST_PREPARE = 0.016
 COST_COLOUR = 0.006
 COST_KNN = 0.166
+# The same on one GPU (NVIDIA H200, ResNet-50 bf16 + channels_last step at batch 128: 1.23 ms per trained image;
+# an evaluated image 10.4 ms; benchmarks/online_eval_cost.py): the batch-1 forward and the CPU-side k-means
+# weigh more against a fast step.
+COST_SEGMENT_GPU = 8.44
 
 
 @dataclass
@@ -195,7 +199,9 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
         f"of an epoch of {num_examples:,} images ({100 * per_eval / (epoch * e.every_epochs):.3f}% averaged over "
         f"the {e.every_epochs} epoch(s) between two), +{once:,.0f} once; whole run "
         f"{100 * (evals * per_eval + once) / (epoch * t.epochs):.3f}% (per-image costs measured on CPU, "
-        "docs/pretraining.md, Online evaluation)"
+        "docs/pretraining.md, Online evaluation)\n"
+        f"  on a GPU (measured on an H200): {n * COST_SEGMENT_GPU:,.0f} trained-image equivalents per evaluation = "
+        f"{100 * n * COST_SEGMENT_GPU / epoch:.3f}% of an epoch" + (" + the kNN features" if knn else "")
     )
 
 

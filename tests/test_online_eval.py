@@ -285,3 +285,15 @@ def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo
     assert "online evaluation: every 1 epoch(s) and at the end: 2 evaluations of 8 image/mask pairs" in stdout
     assert "% of an epoch of 8 images" in stdout
     assert "on a GPU (measured on an H200): 68 trained-image equivalents per evaluation" in stdout  # 8 x 8.44
+
+
+def test_a_capped_listing_is_evenly_spaced_over_it():
+    from r2o_pretrain.eval.sampling import evenly_spaced
+
+    assert evenly_spaced(10, 0) == evenly_spaced(10, 10) == evenly_spaced(10, 99) == list(range(10))
+    assert evenly_spaced(10, 3) == [0, 3, 6]
+    picked = evenly_spaced(1000, 7)
+    assert picked[0] == 0 and {b - a for a, b in zip(picked, picked[1:])} <= {142, 143}  # gaps of n / limit
+    # a sorted class-folder listing (100 per class) capped at 40 keeps 10 of every class
+    classes = [i // 100 for i in evenly_spaced(400, 40)]
+    assert [classes.count(c) for c in range(4)] == [10, 10, 10, 10]

@@ -19,6 +19,7 @@ from PIL import Image
 from ..data.device_augment import to_input_tensor
 from ..data.folder import IMAGE_EXTENSIONS
 from ..model.encoder import ResNetEncoder
+from .sampling import evenly_spaced
 
 
 class LabelledFolderError(ValueError):
@@ -52,13 +53,6 @@ def list_labelled(root: str | os.PathLike, classes: list[str] | None = None) -> 
     if not files:
         raise LabelledFolderError(f"{root} has no images in class sub-folders (the layout is {root}/<class>/<image>)")
     return LabelledFolder(files, labels, list(names))
-
-
-def evenly_spaced(n: int, limit: int) -> list[int]:
-    """``limit`` indices spread evenly over range(n) (all of them when limit is 0 or >= n)."""
-    if limit <= 0 or limit >= n:
-        return list(range(n))
-    return [i * n // limit for i in range(limit)]
 
 
 def subset(folder: LabelledFolder, limit: int) -> LabelledFolder:

@@ -39,7 +39,6 @@ from ..viz import refined_label_maps, region_grid
 from .knn import (
     LabelledFolder,
     LabelledFolderError,
-    evenly_spaced,
     knn_predict,
     list_labelled,
     load_image,
@@ -47,6 +46,7 @@ from .knn import (
     subset,
     top1,
 )
+from .sampling import evenly_spaced
 from .unsup_seg import (
     KMEANS_ITERS,
     EvalDataError,

@@ -113,16 +113,16 @@ class LARS(torch.optim.Optimizer):
             w_norm, g_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(grads))
             torch._foreach_mul_(d, list((trust_ratio(w_norm, g_norm, wd, eta) * lr).unbind(0)))
         if m != 0:
-            old = [i for i, p in enumerate(params) if "momentum_buffer" in self.state[p]]
-            if old:
-                bufs = [self.state[params[i]]["momentum_buffer"] for i in old]
+            states = [self.state[p] for p in params]
+            running = [i for i, s in enumerate(states) if "momentum_buffer" in s]  # empty at the first step
+            if running:
+                bufs = [states[i]["momentum_buffer"] for i in running]
                 torch._foreach_mul_(bufs, m)
-                torch._foreach_add_(bufs, [d[i] for i in old])
-            for i, p in enumerate(params):
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = d[i].clone()
-                d[i] = state["momentum_buffer"]
+                torch._foreach_add_(bufs, [d[i] for i in running])
+            for s, d_i in zip(states, d):
+                if "momentum_buffer" not in s:
+                    s["momentum_buffer"] = d_i.clone()
+            d = [s["momentum_buffer"] for s in states]
         torch._foreach_sub_(params, d)
 
 

@@ -11,9 +11,13 @@ from conftest import ROOT, run_main, run_tool
 from PIL import Image
 
 from r2o_pretrain.eval.unsup_seg import (
+    EvalDataError,
+    Pair,
     Scores,
     border_fraction,
+    check_pair,
     choose_foreground,
+    evaluate,
     fg_bg_iou,
     iou,
     list_pairs,
@@ -55,6 +59,64 @@ def test_soft_and_binary_masks(tmp_path):
     assert read_gt_mask(tmp_path / "soft.png").tolist() == [[False, False, True, True]]
     Image.fromarray(np.array([[0, 1]], dtype=np.uint8)).save(tmp_path / "bin.png")
     assert read_gt_mask(tmp_path / "bin.png").tolist() == [[False, True]]
+    Image.fromarray(np.array([[0, 65535, 20000]], dtype=np.uint16)).save(tmp_path / "16bit.png")
+    assert read_gt_mask(tmp_path / "16bit.png").tolist() == [[False, True, False]]
+    grey_rgb = np.repeat(soft[..., None], 3, axis=2)  # a soft mask saved as RGB: thresholded, not "non-black"
+    Image.fromarray(grey_rgb).save(tmp_path / "grey_rgb.png")
+    assert read_gt_mask(tmp_path / "grey_rgb.png").tolist() == [[False, False, True, True]]
+    # a colour-coded export: any colour is an object, however dark (VOC's pottedplant is (0, 64, 0))
+    colour = np.array([[[0, 0, 0], [0, 64, 0], [128, 0, 0], [255, 255, 255]]], dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    assert read_gt_mask(tmp_path / "colour.png").tolist() == [[False, True, True, True]]
+
+
+def test_palette_masks_are_read_by_index_not_brightness(r2o_checkpoint, tmp_path):
+    """VOC palette PNGs (class ids with 255 void borders) and binary masks saved with a palette: the
+    foreground is the objects' indices, even where their palette colour is dark."""
+    from user_data import VOC_PALETTE, write_voc_palette_tree
+
+    root = write_voc_palette_tree(tmp_path / "VOC2012", n_train=3, n_val=0)
+    for png in sorted((root / "SegmentationClass").glob("*.png")):
+        label = np.asarray(Image.open(png))
+        assert Image.open(png).mode == "P" and {0, 255} <= set(np.unique(label).tolist())
+        np.testing.assert_array_equal(read_gt_mask(png), (label != 0) & (label != 255))
+        assert read_gt_mask(png).sum() > 0
+    for ids in ([0, 1], [0, 255]):  # 0/1 and 0/255 binary masks saved as palette PNGs
+        png = Image.frombytes("P", (2, 1), bytes(ids))
+        png.putpalette(VOC_PALETTE)
+        png.save(tmp_path / "binary_p.png")
+        assert read_gt_mask(tmp_path / "binary_p.png").tolist() == [[False, True]], ids
+    # the tool on the VOC tree as it is: JPEGImages + SegmentationClass pair by file stem
+    pairs = list_pairs(root / "JPEGImages", root / "SegmentationClass")
+    assert len(pairs.pairs) == 3 and not pairs.problems
+    res = evaluate(None, pairs.pairs, size=64, n_segments=20)
+    assert len(res.rule.fg) == 3 and 0 < res.oracle.fg_iou <= 1
+    # as in VOC2012, most JPEGImages have no mask: the tool counts them past the first 10 and scores the rest
+    for i in range(12):
+        Image.new("RGB", (40, 30)).save(root / "JPEGImages" / f"2027_{i:06d}.jpg")
+    args = ["--checkpoint", str(r2o_checkpoint), "--size", "64", "--n-segments", "20", "--no-colour"]
+    folders = ["--images", str(root / "JPEGImages"), "--masks", str(root / "SegmentationClass")]
+    r = run_main("tools/eval_unsup_seg.py", *args, *folders)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("warning: missing mask") == 10 and "... and 2 more such problems" in r.stderr
+    assert "unsupervised object segmentation: 3 images" in r.stdout
+
+
+def test_undecodable_and_mismatched_pairs_name_the_file(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
+    check_pair(Pair(images / "a.png", masks / "a.png"))
+    whole = (images / "a.png").read_bytes()
+    (images / "a.png").write_bytes(whole[: len(whole) // 2])  # its header reads, its pixels do not
+    with pytest.raises(EvalDataError, match=r"image .*a\.png: cannot decode image"):
+        check_pair(Pair(images / "a.png", masks / "a.png"))
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    (masks / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(EvalDataError, match=r"mask .*a\.png: cannot decode image"):
+        check_pair(Pair(images / "a.png", masks / "a.png"))
 
 
 def make_cub(root):

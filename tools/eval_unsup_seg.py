@@ -11,7 +11,11 @@ measured in the same run. The last line is `mIoU <value>` of the checkpoint with
 Layouts:
   CUB-200-2011: --images CUB_200_2011/images --masks segmentations  (images.txt and train_test_split.txt
                 beside images/; soft masks thresholded at 0.5; --split test|train|all)
-  plain:        --images DIR --masks DIR   (binary PNG masks, 0/1 or 0/255, same file stem as the image)
+  plain:        --images DIR --masks DIR   (PNG masks with the image's file stem: binary 0/1 or 0/255,
+                soft greyscale thresholded at half scale; palette PNGs by index, so a VOC tree works as
+                --images VOC2012/JPEGImages --masks VOC2012/SegmentationClass: objects = foreground,
+                0 and the 255 void border = background, images without a mask are counted and left
+                out; colour-coded masks: non-black = foreground)
 
   python tools/eval_unsup_seg.py --checkpoint runs/demo/checkpoints/last.pth \\
       --images data/demo/fg_masks/images --masks data/demo/fg_masks/masks --size 112
@@ -30,6 +34,8 @@ from tqdm import tqdm
 from r2o_pretrain.eval.unsup_seg import EvalDataError, evaluate, list_pairs
 from r2o_pretrain.model.encoder import ResNetEncoder, load_encoder
 from r2o_pretrain.weights import ConversionError
+
+SHOWN_PROBLEMS = 10  # listing problems printed one per line; the rest are counted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConversionError, EvalDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for problem in listing.problems:
+    for problem in listing.problems[:SHOWN_PROBLEMS]:
         print(f"warning: {problem}", file=sys.stderr)
+    if len(listing.problems) > SHOWN_PROBLEMS:  # e.g. a VOC tree: 17,125 JPEGImages, 2,913 with a mask
+        print(
+            f"warning: ... and {len(listing.problems) - SHOWN_PROBLEMS} more such problems; they are left out",
+            file=sys.stderr,
+        )
     pairs = listing.pairs[: a.limit] if a.limit > 0 else listing.pairs
     if not pairs:
         print(f"error: no image/mask pairs under {a.images} and {a.masks}", file=sys.stderr)

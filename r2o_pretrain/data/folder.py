@@ -25,6 +25,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 # A truncated file is an error, not half an image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# What PIL raises for a file it cannot decode: OSError (unidentified, truncated), ValueError and SyntaxError
+# (broken chunks, e.g. "broken PNG file"), and the decompression-bomb pair (the warning is raised as an error).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError)
+
 
 class DatasetError(RuntimeError):
     """The dataset cannot be used at all (missing, empty); the message says what to do."""
@@ -115,7 +119,7 @@ def open_rgb(
                     img.draft(None, request)
                 img.load()
                 rgb = _to_rgb(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         raise BadImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     if min(stored) < min_size:
         raise BadImageError(f"{path}: image is {stored[0]}x{stored[1]}, smaller than data.min_image_size={min_size}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.device_augment import to_input_tensor
-from ..data.folder import IMAGE_EXTENSIONS
+from ..data.folder import IMAGE_EXTENSIONS, open_rgb
 from ..model.encoder import ResNetEncoder
 from .sampling import evenly_spaced
 
@@ -61,9 +61,9 @@ def subset(folder: LabelledFolder, limit: int) -> LabelledFolder:
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """An image → normalised float[3,size,size]: shorter side to size * 8/7, centre crop (as 256 → 224)."""
-    with Image.open(path) as im:
-        img = im.convert("RGB")
+    """An image → normalised float[3,size,size]: shorter side to size * 8/7, centre crop (as 256 → 224).
+    Decoded as the training decodes (``open_rgb``): BadImageError naming a file that does not decode."""
+    img = open_rgb(str(path))
     w, h = img.size
     short = round(size * 8 / 7)
     scale = short / min(w, h)

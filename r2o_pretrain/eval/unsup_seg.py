@@ -29,7 +29,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from ..data.device_augment import to_input_tensor, unnormalize
-from ..data.folder import IMAGE_EXTENSIONS
+from ..data.folder import DECODE_ERRORS, IMAGE_EXTENSIONS, BadImageError, open_rgb
 from ..data.superpixels import slic_labels
 from ..model.encoder import ResNetEncoder
 from ..model.refiner import RegionRefiner
@@ -144,43 +144,67 @@ def list_pairs(images: str | os.PathLike, masks: str | os.PathLike, split: str =
     return PairListing(pairs, problems)
 
 
-def read_gt_mask(path: Path) -> np.ndarray:
-    """bool[H,W]: CUB soft masks (0..255) thresholded at 0.5; binary masks as 0/1 or 0/255."""
-    arr = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
-    scale = 255.0 if arr.max() > 1 else 1.0
+def gt_foreground(mask: Image.Image) -> np.ndarray:
+    """A decoded mask → bool[H,W] foreground, for the formats masks come in:
+
+    - greyscale (``L``, ``1``, 16-bit, or RGB with equal channels): CUB's soft 0–255 masks and binary 0/1 or
+      0/255 masks, thresholded at half their scale (0.5 for 0/1, 127.5 for 0–255);
+    - palette (``P``: VOC ``SegmentationClass``/``SegmentationObject`` PNGs, labelling-tool exports): the
+      palette *indices*, not their colours' brightness; 0 is background, and 255 (VOC's void border) counts as
+      foreground only when no other index is used (a 0/255 binary mask saved with a palette);
+    - colour (RGB with different channels, a colour-coded export): every non-black pixel is foreground.
+    """
+    if mask.mode == "P":
+        idx = np.asarray(mask)
+        objects = (idx != 0) & (idx != 255)
+        return objects if objects.any() else idx != 0
+    if mask.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(mask.convert("RGB"))
+        if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
+            return rgb.max(axis=2) > 0
+        arr = rgb[..., 0].astype(np.float32)
+    elif mask.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(mask, dtype=np.float32)
+    else:
+        arr = np.asarray(mask.convert("L"), dtype=np.float32)
+    scale = 65535.0 if arr.max() > 255 else 255.0 if arr.max() > 1 else 1.0
     return arr / scale >= 0.5
 
 
-def check_pair(pair: Pair) -> None:
-    """EvalDataError (naming the file) when the image or mask cannot be opened or their sizes differ;
-    reads the headers only."""
-    sizes = []
-    for path in (pair.image, pair.mask):
-        try:
-            with Image.open(path) as im:
-                sizes.append(im.size)
-        except OSError as exc:
-            raise EvalDataError(f"cannot read {path}: {exc}") from exc
-    if sizes[0] != sizes[1]:
+def read_gt_mask(path: Path) -> np.ndarray:
+    """bool[H,W] foreground of the mask file ``path`` (``gt_foreground``), or EvalDataError naming it."""
+    try:
+        with Image.open(path) as mask:
+            mask.load()
+            return gt_foreground(mask)
+    except DECODE_ERRORS as exc:
+        raise EvalDataError(f"mask {path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def read_pair(pair: Pair) -> tuple[Image.Image, np.ndarray]:
+    """(RGB image, bool[H,W] foreground), both decoded in full, or EvalDataError naming the file that cannot be
+    read or the pair whose sizes differ."""
+    try:
+        img = open_rgb(str(pair.image))
+    except BadImageError as exc:
+        raise EvalDataError(f"image {exc}") from exc  # "image <path>: cannot decode image (<why>)"
+    gt = read_gt_mask(pair.mask)
+    if img.size != (gt.shape[1], gt.shape[0]):
         raise EvalDataError(
-            f"mask {pair.mask} is {sizes[1][0]}x{sizes[1][1]} but image {pair.image} is {sizes[0][0]}x{sizes[0][1]}"
+            f"mask {pair.mask} is {gt.shape[1]}x{gt.shape[0]} but image {pair.image} is {img.size[0]}x{img.size[1]}"
         )
+    return img, gt
+
+
+def check_pair(pair: Pair) -> None:
+    """EvalDataError (naming the file) when the image or mask cannot be decoded or their sizes differ."""
+    read_pair(pair)
 
 
 def prepare_arrays(pair: Pair, size: int, n_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb uint8[S,S,3], superpixels int64[S,S], gt bool[S,S]) or EvalDataError on a mismatch."""
-    try:
-        img = Image.open(pair.image).convert("RGB")
-        gt_img = Image.open(pair.mask)
-    except OSError as exc:
-        raise EvalDataError(f"cannot read {pair.image} or {pair.mask}: {exc}") from exc
-    if img.size != gt_img.size:
-        raise EvalDataError(
-            f"mask {pair.mask} is {gt_img.size[0]}x{gt_img.size[1]} but image {pair.image} is "
-            f"{img.size[0]}x{img.size[1]}"
-        )
+    img, gt = read_pair(pair)
     rgb = np.array(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
-    gt = read_gt_mask(pair.mask)
     gt = np.asarray(Image.fromarray(gt.astype(np.uint8)).resize((size, size), Image.NEAREST)).astype(bool)
     return rgb, slic_labels(rgb, n_segments), gt
 

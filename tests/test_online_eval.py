@@ -159,6 +159,16 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
     for a, b in zip(records, eval_lines(full)):  # exact resume: the same curve as the uninterrupted run
         for key in ("eval/unsup_miou", "eval/unsup_oracle_miou", "eval/knn_top1"):
             assert a[key] == pytest.approx(b[key], abs=1e-9), (a["step"], key)
+    assert (out / "eval_masks.png").is_file()  # the latest evaluation's picture, beside TensorBoard's
+    # a run from scratch (no --resume) in the same folder: a curve of its own, the old records kept aside,
+    # and the once-per-run rows logged again (they were read from the old records before)
+    fresh = run_tool("tools/pretrain.py", *args, "train.max_steps=2")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert "were moved to metrics." in fresh.stderr
+    new = eval_lines(out)
+    assert [r["step"] for r in new] == [2] and "eval/random_unsup_miou" in new[0]
+    (kept,) = out.glob("metrics.*.jsonl")
+    assert [r["step"] for r in map(json.loads, kept.read_text().splitlines()) if "eval/unsup_miou" in r] == [2, 4]
 
 
 def test_torchrun_two_ranks_share_the_evaluation_and_agree(demo_dir, knn_folders, tmp_path):
@@ -245,13 +255,20 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
     one_class = tmp_path / "one"
     (one_class / "only").mkdir(parents=True)
     Image.fromarray(rgb).save(one_class / "only" / "x.png")
+    one_with_images = tmp_path / "one_with_images"  # two class folders, images in one
+    (one_with_images / "a").mkdir(parents=True)
+    (one_with_images / "b").mkdir()
+    Image.fromarray(rgb).save(one_with_images / "a" / "x.png")
+    (one_with_images / "b" / "readme.txt").write_text("no images here")
     cases = [
         ({"images": tmp_path / "none", "masks": masks}, ["eval.images", "none", "is not a folder"]),
         ({"images": images, "masks": masks}, ["eval.masks", "a.png is 16x16 but image", "32x32"]),
         ({"images": images, "masks": fg / "masks"}, ["eval.images", "missing mask", "a.png"]),
         ({"images": tmp_path / "masks_only", "masks": tmp_path / "masks_only"}, ["no image/mask pairs", "empty"]),
         ({"images": fg / "images", "masks": fg / "masks", "knn_train": one_class,
-          "knn_val": knn_folders[1]}, ["eval.knn_train", "1 class folder(s) (only)", "at least 2 classes"]),
+          "knn_val": knn_folders[1]}, ["eval.knn_train", "images of 1 class(es) (only", "at least 2 classes"]),
+        ({"images": fg / "images", "masks": fg / "masks", "knn_train": one_with_images,
+          "knn_val": one_with_images}, ["eval.knn_train", "images of 1 class(es) (a; 2 class folder(s)"]),
         ({"images": fg / "images", "masks": fg / "masks", "knn_train": knn_folders[0],
           "knn_val": tmp_path / "nope"}, ["eval.knn_val", "nope"]),
         ({"images": ""}, ["eval.every_epochs=1 needs eval.images and eval.masks"]),
@@ -263,7 +280,7 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
         assert all(w in str(err.value) for w in words), (values, str(err.value))
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
     (images / "a.png").write_bytes(b"not a png")
-    with pytest.raises(ConfigError, match=r"eval\.images=.*cannot read .*a\.png"):
+    with pytest.raises(ConfigError, match=r"eval\.images=.*image .*a\.png: cannot decode image"):
         check_eval_data(_cfg(demo_dir, images=images, masks=masks))
     with pytest.raises(ConfigError, match="eval.every_epochs must be >= 0"):
         _cfg(demo_dir, every_epochs=-1)
@@ -271,7 +288,7 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
     out = tmp_path / "cli"
     code = load_tool("pretrain").main(eval_overrides(demo_dir, out, eval__images=images, eval__masks=masks))
     err = capsys.readouterr().err
-    assert code == 2 and "cannot read" in err and str(images / "a.png") in err, err[-2000:]
+    assert code == 2 and f"image {images / 'a.png'}: cannot decode image" in err, err[-2000:]
     assert not (out / "metrics.jsonl").exists()
 
 
@@ -285,6 +302,11 @@ def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo
     assert "online evaluation: every 1 epoch(s) and at the end: 2 evaluations of 8 image/mask pairs" in stdout
     assert "% of an epoch of 8 images" in stdout
     assert "on a GPU (measured on an H200): 68 trained-image equivalents per evaluation" in stdout  # 8 x 8.44
+    # eval.images=demo while training on another folder: the dry run says it is off, as the run will be
+    assert load_tool("pretrain").main(["--dry-run", f"data.root={demo_dir / 'images'}", "train.batch_size=8"]) == 0
+    stdout = capsys.readouterr().out
+    assert "online evaluation: off (eval.images=demo evaluates on the demo scenes only" in stdout, stdout[-800:]
+    assert "evaluations of" not in stdout
 
 
 def test_a_capped_listing_is_evenly_spaced_over_it():

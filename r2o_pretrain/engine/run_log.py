@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ class MetricsLog:
     ``resumed_at``: the step of the checkpoint a resumed run starts from. The steps a killed run logged after
     that checkpoint are run again, so their records are dropped from ``metrics.jsonl`` (rewritten in place) and
     hidden from TensorBoard (``purge_step``): each step and evaluation is logged once, as an uninterrupted run
-    logs it.
+    logs it. A run that starts from scratch (``resumed_at=None``) in a folder that holds another run's
+    ``metrics.jsonl`` moves that file aside to ``metrics.<time>.jsonl`` (nothing is lost) and hides the old
+    TensorBoard points, so the folder's curves are this run's.
     """
 
     def __init__(self, out_dir: Path, enabled: bool = True, resumed_at: int | None = None) -> None:
@@ -49,6 +52,16 @@ class MetricsLog:
         if not enabled:
             return
         path = out_dir / "metrics.jsonl"
+        fresh_over_old = resumed_at is None and path.is_file() and path.stat().st_size > 0
+        if fresh_over_old:
+            kept_as = out_dir / f"metrics.{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+            path.replace(kept_as)
+            logging.getLogger("r2o").warning(
+                "%s held an earlier run's records; this run starts from scratch (no --resume), so they were moved "
+                "to %s",
+                path,
+                kept_as.name,
+            )
         if resumed_at is not None and path.is_file():
             kept = [r for r in read_metrics(out_dir) if r.get("step", 0) <= resumed_at]
             tmp = path.with_suffix(".jsonl.tmp")
@@ -58,7 +71,7 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            purge = None if resumed_at is None else resumed_at + 1
+            purge = 1 if fresh_over_old else None if resumed_at is None else resumed_at + 1
             self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
         except ImportError:  # tensorboard is in the stack; a bare install still trains
             logging.getLogger("r2o").warning("tensorboard is not installed: no TensorBoard logs")
@@ -107,7 +120,8 @@ def eval_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def logged_evaluations(out_dir: Path) -> tuple[set[int], bool]:
-    """(steps with an online-evaluation record, whether the once-per-run rows were logged) of a run."""
-    records = eval_records(read_metrics(out_dir))
+def logged_evaluations(out_dir: Path, up_to: int) -> tuple[set[int], bool]:
+    """(steps with an online-evaluation record, whether the once-per-run rows were logged) of a run, from its
+    records of steps <= ``up_to`` (the checkpoint's step: a record past it is of steps that will run again)."""
+    records = [r for r in eval_records(read_metrics(out_dir)) if r["step"] <= up_to]
     return {r["step"] for r in records}, any("eval/random_unsup_miou" in r for r in records)

@@ -351,9 +351,8 @@ class Trainer:
             return
         cfg, info = self.cfg, self.info
         self.evaluator = OnlineEvaluator(self.eval_data, cfg.eval, info, cfg.train.seed, cfg.model.depth)
-        steps, baselines = logged_evaluations(self.out) if info.is_main else (set(), False)
         # rank 0 alone reads the log (other nodes may not see the output dir); the others learn from it
-        steps = {s for s in steps if s <= self.step}  # a record beyond the checkpoint cannot be (kept) true
+        steps, baselines = logged_evaluations(self.out, self.step) if info.is_main else (set(), False)
         self.evaluated_steps = steps if info.is_main else set()
         self.evaluator.baselines_done = any_true(info.is_main and baselines, info)
         logger.info(
@@ -395,6 +394,7 @@ class Trainer:
         self.metrics.write(record, scalars=True)
         if picture is not None:
             self.metrics.image("eval/masks", picture, self.step)
+            save_png(picture, self.out / "eval_masks.png")  # the latest; TensorBoard keeps every step's
         miou = 100 * float(values["eval/unsup_miou"])
         self.eval_postfix = {"eval_mIoU": f"{miou:.1f}"}
         extra = "".join(

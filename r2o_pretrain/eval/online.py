@@ -5,16 +5,18 @@ The segmentation scores come from the functions ``tools/eval_unsup_seg.py`` runs
 ``segment``, ``image_scores``, ``EvalResult.from_image_scores``), so an online number equals the tool's
 number on the checkpoint of the same step. Under torchrun the work is **sharded**: rank r takes images
 r, r + W, r + 2W, ... of the (fixed, evenly spaced) validation list, and one ``all_gather`` brings every
-rank's per-image scores together (rank 0 logs them). No rank idles while another evaluates: every rank's
-share is within one image of the others', and the only waits are these collectives, which fall under the
+rank's per-image scores together (rank 0 logs them). Every rank's share is within one image of the others',
+so no rank idles while another scores; rank 0 alone draws the picture (77 ms for 4 images on an H200) while
+the others wait at the next collective. The only waits are these collectives, which fall under the
 process group's timeout (torch's default: 30 min for gloo, 10 min for NCCL). Between chunks of
 ``eval.chunk`` images the ranks check for a preemption signal (the same all-reduce as after each step);
 an evaluation cut short logs nothing, and the resumed run (``--resume auto``) does it again from the
 checkpoint of that step, which was written before the evaluation started.
 
-``check_eval_data`` runs at start-up on every rank: missing folders, missing masks, unreadable files,
-masks of another size, an empty set and a kNN folder with fewer than two classes are ``ConfigError``s
-naming the file and the setting, before the first step.
+``check_eval_data`` runs at start-up on every rank: missing folders, missing masks, files that do not decode
+(every image/mask pair is decoded in full; the kNN folders, up to 2 x eval.knn_max_images files, by their
+headers), masks of another size, an empty set and a kNN folder with images of fewer than two classes are
+``ConfigError``s naming the file and the setting, before the first step.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torch import nn
 
 from ..config import Config, ConfigError, EvalConfig
 from ..data.device_augment import to_input_tensor
+from ..data.folder import DECODE_ERRORS, BadImageError
 from ..engine.distributed import DistInfo
 from ..model.encoder import ResNetEncoder
 from ..viz import refined_label_maps, region_grid
@@ -74,6 +77,10 @@ COST_KNN = 0.166
 # an evaluated image 10.4 ms; benchmarks/online_eval_cost.py): the batch-1 forward and the CPU-side k-means
 # weigh more against a fast step.
 COST_SEGMENT_GPU = 8.44
+# The first evaluation of a process also prepares the pairs (decoding + SLIC on the CPU, then cached) and, once
+# per run, scores the random-init and colour rows: 58-72 ms more per pair in the trainer on the H200 (first
+# evaluations of 60 pairs: 4.0-4.8 s against 0.46-0.55 s), 210 ms in the benchmark's (with CUDA warm-up).
+COST_FIRST_GPU = (47, 170)
 
 
 @dataclass
@@ -87,6 +94,17 @@ class EvalData:
     knn_val: LabelledFolder | None = None
 
 
+DEMO_ONLY = (
+    "eval.images=demo evaluates on the demo scenes only when training on them (data.root is set): "
+    "no online evaluation; give eval.images=... eval.masks=... to evaluate"
+)
+
+
+def demo_off(cfg: Config) -> bool:
+    """True when ``eval.images=demo`` turns the evaluation off: the run does not train on the demo scenes."""
+    return cfg.eval.images == "demo" and not (cfg.data.demo and not cfg.data.root)
+
+
 def resolve_folders(cfg: Config) -> tuple[str, str] | None:
     """(images, masks) to evaluate on, or None when the evaluation is off. ``eval.images=demo`` means the
     demo scenes' fg masks when training on the demo (data.demo=true, data.root empty)."""
@@ -94,13 +112,10 @@ def resolve_folders(cfg: Config) -> tuple[str, str] | None:
     if e.every_epochs == 0:
         return None
     if e.images == "demo":
-        if cfg.data.demo and not cfg.data.root:
+        if not demo_off(cfg):
             fg = Path(cfg.data.demo_dir) / "fg_masks"
             return str(fg / "images"), str(fg / "masks")
-        logger.info(
-            "eval.images=demo evaluates on the demo scenes only when training on them (data.root is set): "
-            "no online evaluation; give eval.images=... eval.masks=... to evaluate"
-        )
+        logger.info(DEMO_ONLY)
         return None
     if not e.images or not e.masks:
         raise ConfigError(
@@ -112,7 +127,7 @@ def resolve_folders(cfg: Config) -> tuple[str, str] | None:
 
 def check_eval_data(cfg: Config) -> EvalData | None:
     """The evaluation sets of ``cfg`` after every check, or None when the evaluation is off; ConfigError
-    naming the file and the setting otherwise. Reads file headers only."""
+    naming the file and the setting otherwise. Decodes every image/mask pair it keeps (eval.max_images)."""
     folders = resolve_folders(cfg)
     if folders is None:
         return None
@@ -143,26 +158,28 @@ def check_eval_data(cfg: Config) -> EvalData | None:
 
 def _check_knn(e: EvalConfig) -> tuple[LabelledFolder, LabelledFolder]:
     try:
-        bank = list_labelled(e.knn_train)
+        bank = subset(list_labelled(e.knn_train), e.knn_max_images)
     except LabelledFolderError as exc:
         raise ConfigError(f"eval.knn_train={e.knn_train}: {exc}") from exc
-    if len(bank.classes) < 2:
+    with_images = sorted({bank.classes[i] for i in bank.labels})
+    if len(with_images) < 2:
         raise ConfigError(
-            f"eval.knn_train={e.knn_train}: {len(bank.classes)} class folder(s) ({', '.join(bank.classes)}); "
-            "kNN accuracy needs at least 2 classes"
+            f"eval.knn_train={e.knn_train}: images of {len(with_images)} class(es) ({', '.join(with_images)}; "
+            f"{len(bank.classes)} class folder(s)"
+            + (f", at most eval.knn_max_images={e.knn_max_images} images" if e.knn_max_images else "")
+            + "); kNN accuracy needs images of at least 2 classes"
         )
     try:
-        val = list_labelled(e.knn_val, bank.classes)
+        val = subset(list_labelled(e.knn_val, bank.classes), e.knn_max_images)
     except LabelledFolderError as exc:
         raise ConfigError(f"eval.knn_val={e.knn_val}: {exc}") from exc
-    bank, val = subset(bank, e.knn_max_images), subset(val, e.knn_max_images)
     for setting, folder in (("eval.knn_train", bank), ("eval.knn_val", val)):
         for f in folder.files:
             try:
                 with Image.open(f):
                     pass
-            except OSError as exc:
-                raise ConfigError(f"{setting}: cannot read {f}: {exc}") from exc
+            except DECODE_ERRORS as exc:
+                raise ConfigError(f"{setting}: cannot read {f} ({type(exc).__name__}: {exc})") from exc
     return bank, val
 
 
@@ -181,6 +198,8 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
     e, t = cfg.eval, cfg.train
     if e.every_epochs == 0:
         return "online evaluation: off (eval.every_epochs=0)"
+    if demo_off(cfg):
+        return f"online evaluation: off ({DEMO_ONLY})"
     n = listed_pairs if listed_pairs is not None else e.max_images
     if n == 0:
         return f"online evaluation: every {e.every_epochs} epoch(s), all pairs of eval.images (not listed here)"
@@ -201,7 +220,9 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
         f"{100 * (evals * per_eval + once) / (epoch * t.epochs):.3f}% (per-image costs measured on CPU, "
         "docs/pretraining.md, Online evaluation)\n"
         f"  on a GPU (measured on an H200): {n * COST_SEGMENT_GPU:,.0f} trained-image equivalents per evaluation = "
-        f"{100 * n * COST_SEGMENT_GPU / epoch:.3f}% of an epoch" + (" + the kNN features" if knn else "")
+        f"{100 * n * COST_SEGMENT_GPU / epoch:.3f}% of an epoch" + (" + the kNN features" if knn else "") + "; "
+        f"the first of each process (at the start, after every requeue) adds {100 * n * COST_FIRST_GPU[0] / epoch:.2f}"
+        f"-{100 * n * COST_FIRST_GPU[1] / epoch:.2f}% of an epoch (SLIC of the pairs, the random/colour rows once)"
     )
 
 
@@ -290,7 +311,7 @@ class OnlineEvaluator:
                 for i in mine[start : start + 64]:
                     try:
                         loaded[i] = load_image(folder.files[i], self.e.size)
-                    except OSError as exc:  # checked at start-up; changed on disk since
+                    except BadImageError as exc:  # checked at start-up (headers); does not decode
                         logger.warning("online evaluation: kNN: skipped %s: %s", folder.files[i], exc)
                 if loaded:
                     for i, f in zip(loaded, pooled_features(encoder, torch.stack(list(loaded.values())))):

@@ -164,7 +164,7 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
     # and the once-per-run rows logged again (they were read from the old records before)
     fresh = run_tool("tools/pretrain.py", *args, "train.max_steps=2")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    assert "were moved to metrics." in fresh.stderr
+    assert "were moved to metrics." in fresh.stderr and "holds an earlier run's checkpoint" in fresh.stderr
     new = eval_lines(out)
     assert [r["step"] for r in new] == [2] and "eval/random_unsup_miou" in new[0]
     (kept,) = out.glob("metrics.*.jsonl")

@@ -150,6 +150,13 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _find_resume(self, resume: str | None) -> Path | None:
         if not resume:
+            earlier = self.out / "checkpoints" / "last.pth"
+            if earlier.is_file() and self.info.is_main:  # a requeue script without --resume auto, most often
+                logger.warning(
+                    "%s holds an earlier run's checkpoint; this run starts from scratch (no --resume) and replaces "
+                    "it at its first checkpoint. To continue that run instead, stop now and rerun with --resume auto.",
+                    earlier,
+                )
             return None
         if resume == "auto":
             path = self.out / "checkpoints" / "last.pth"

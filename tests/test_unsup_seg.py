@@ -86,6 +86,11 @@ def test_palette_masks_are_read_by_index_not_brightness(r2o_checkpoint, tmp_path
         png.putpalette(VOC_PALETTE)
         png.save(tmp_path / "binary_p.png")
         assert read_gt_mask(tmp_path / "binary_p.png").tolist() == [[False, True]], ids
+    soft = Image.frombytes("P", (4, 1), bytes([0, 100, 128, 255]))  # a soft mask saved with a grey palette
+    soft.putpalette([v for i in range(256) for v in (i, i, i)])
+    soft.save(tmp_path / "soft_p.png")
+    assert Image.open(tmp_path / "soft_p.png").mode == "P"
+    assert read_gt_mask(tmp_path / "soft_p.png").tolist() == [[False, False, True, True]]
     # the tool on the VOC tree as it is: JPEGImages + SegmentationClass pair by file stem
     pairs = list_pairs(root / "JPEGImages", root / "SegmentationClass")
     assert len(pairs.pairs) == 3 and not pairs.problems

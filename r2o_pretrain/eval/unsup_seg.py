@@ -151,14 +151,17 @@ def gt_foreground(mask: Image.Image) -> np.ndarray:
       0/255 masks, thresholded at half their scale (0.5 for 0/1, 127.5 for 0–255);
     - palette (``P``: VOC ``SegmentationClass``/``SegmentationObject`` PNGs, labelling-tool exports): the
       palette *indices*, not their colours' brightness; 0 is background, and 255 (VOC's void border) counts as
-      foreground only when no other index is used (a 0/255 binary mask saved with a palette);
+      foreground only when no other index is used (a 0/255 binary mask saved with a palette); a palette that
+      maps each index used to its own grey (i, i, i) is a greyscale mask and is read as one;
     - colour (RGB with different channels, a colour-coded export): every non-black pixel is foreground.
     """
-    if mask.mode == "P":
+    if mask.mode == "P" and not _grey_identity_palette(mask):
         idx = np.asarray(mask)
         objects = (idx != 0) & (idx != 255)
         return objects if objects.any() else idx != 0
-    if mask.mode in ("RGB", "RGBA"):
+    if mask.mode == "P":  # a greyscale image stored with the palette i -> (i, i, i): its values are its indices
+        arr = np.asarray(mask).astype(np.float32)
+    elif mask.mode in ("RGB", "RGBA"):
         rgb = np.asarray(mask.convert("RGB"))
         if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
             return rgb.max(axis=2) > 0
@@ -169,6 +172,12 @@ def gt_foreground(mask: Image.Image) -> np.ndarray:
         arr = np.asarray(mask.convert("L"), dtype=np.float32)
     scale = 65535.0 if arr.max() > 255 else 255.0 if arr.max() > 1 else 1.0
     return arr / scale >= 0.5
+
+
+def _grey_identity_palette(mask: Image.Image) -> bool:
+    """Whether every index ``mask`` uses has the palette colour (i, i, i): a greyscale mask saved as "P"."""
+    palette = mask.getpalette() or []
+    return all(palette[3 * i : 3 * i + 3] == [i, i, i] for i in np.unique(np.asarray(mask)).tolist())
 
 
 def read_gt_mask(path: Path) -> np.ndarray:

@@ -132,13 +132,21 @@ def test_online_numbers_equal_the_tool_on_the_same_checkpoint(full, demo_dir, ca
     assert [e.step for e in tb.Images("eval/masks")] == [2, 4]
 
 
-def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(full, demo_dir, knn_folders, tmp_path):
+def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
+    full, demo_dir, knn_folders, tmp_path, capsys
+):
     out = tmp_path / "run"
     train, val = knn_folders
     args = eval_overrides(demo_dir, out, eval__knn_train=train, eval__knn_val=val)
     killed = run_tool("tools/pretrain.py", *args, "debug.kill_at_step=3")
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert [r["step"] for r in eval_lines(out)] == [2]
+    # forgetting --resume: refused before anything is touched (the checkpoint of step 2 would be replaced)
+    before = (out / "metrics.jsonl").read_bytes()
+    assert load_tool("pretrain").main(args) == 2
+    err = capsys.readouterr().err
+    assert "last.pth holds an unfinished run (step 2 of 4)" in err and "--resume auto" in err, err[-2000:]
+    assert (out / "metrics.jsonl").read_bytes() == before
     # resume, and send SIGUSR1 once the evaluation at step 4 has started: stopped with the checkpoint of
     # step 4 (written before the evaluation); the evaluation is logged once, whether cut short or not
     log = tmp_path / "preempted.log"
@@ -164,7 +172,7 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
     # and the once-per-run rows logged again (they were read from the old records before)
     fresh = run_tool("tools/pretrain.py", *args, "train.max_steps=2")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    assert "were moved to metrics." in fresh.stderr and "holds an earlier run's checkpoint" in fresh.stderr
+    assert "were moved to metrics." in fresh.stderr and "last.pth holds a finished run" in fresh.stderr
     new = eval_lines(out)
     assert [r["step"] for r in new] == [2] and "eval/random_unsup_miou" in new[0]
     (kept,) = out.glob("metrics.*.jsonl")
@@ -292,7 +300,7 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
     assert not (out / "metrics.jsonl").exists()
 
 
-def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo_dir, tmp_path, capsys):
+def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo_dir, knn_folders, tmp_path, capsys):
     assert check_eval_data(load_config(ROOT / "configs/pretrain/demo.yaml", [f"data.root={demo_dir}"])) is None
     demo = load_config(ROOT / "configs/pretrain/demo.yaml", [f"data.demo_dir={demo_dir}"])
     data = check_eval_data(demo)
@@ -302,6 +310,13 @@ def test_demo_config_evaluates_only_on_the_demo_and_dry_run_states_the_cost(demo
     assert "online evaluation: every 1 epoch(s) and at the end: 2 evaluations of 8 image/mask pairs" in stdout
     assert "% of an epoch of 8 images" in stdout
     assert "on a GPU (measured on an H200): 68 trained-image equivalents per evaluation" in stdout  # 8 x 8.44
+    # with kNN folders: priced at the images they hold (12 + 6), not at eval.knn_max_images (10,000 each)
+    knn = {"eval__knn_train": knn_folders[0], "eval__knn_val": knn_folders[1]}
+    assert load_tool("pretrain").main(["--dry-run", *eval_overrides(demo_dir, tmp_path / "unused", **knn)]) == 0
+    stdout = capsys.readouterr().out
+    assert "kNN top-1 with 12 bank and 6 val images" in stdout, stdout[-1500:]
+    per_eval = 8 * 0.259 + 18 * 0.166  # COST_SEGMENT per pair + COST_KNN per kNN image, in trained images
+    assert f"estimated cost: {per_eval:,.0f} trained-image equivalents per evaluation" in stdout
     # eval.images=demo while training on another folder: the dry run says it is off, as the run will be
     assert load_tool("pretrain").main(["--dry-run", f"data.root={demo_dir / 'images'}", "train.batch_size=8"]) == 0
     stdout = capsys.readouterr().out

@@ -75,7 +75,7 @@ def eval_cost_line(cfg, num_examples: int) -> str:
         data = check_eval_data(cfg)
     except ConfigError as exc:
         return describe_cost(cfg, num_examples, None) + f"\nwarning: training would stop at start-up: {exc}"
-    return describe_cost(cfg, num_examples, len(data.pairs) if data is not None else None)
+    return describe_cost(cfg, num_examples, data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, (NonFiniteLossError, NonFiniteWeightsError)) else 2
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for the run
+        return 0
     print(f"checkpoint: {result.checkpoint}")
     if result.export:
         print(f"exported backbone (torchvision format): {result.export}")

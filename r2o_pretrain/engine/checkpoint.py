@@ -84,6 +84,19 @@ def training_state(
     }
 
 
+def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int | None] | None:
+    """(step, the step its run stops at, or None when the checkpoint predates that entry) of a training
+    checkpoint, read without loading its tensors (``mmap``); None when it is not a readable r2o checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # truncated, foreign, not a torch file: not a run anyone can continue
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "step" not in state:
+        return None
+    stop = state.get("stop_step")
+    return int(state["step"]), None if stop is None else int(stop)
+
+
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by ``atomic_save(training_state(...))`` — weights only, never code."""
     path = Path(path)

@@ -31,7 +31,7 @@ from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
-from .checkpoint import CheckpointError, load_training_state, save_checkpoint, training_state
+from .checkpoint import CheckpointError, checkpoint_progress, load_training_state, save_checkpoint, training_state
 from .distributed import all_true, any_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
 from .run_log import MetricsLog, logged_evaluations, setup_logging
@@ -150,13 +150,7 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _find_resume(self, resume: str | None) -> Path | None:
         if not resume:
-            earlier = self.out / "checkpoints" / "last.pth"
-            if earlier.is_file() and self.info.is_main:  # a requeue script without --resume auto, most often
-                logger.warning(
-                    "%s holds an earlier run's checkpoint; this run starts from scratch (no --resume) and replaces "
-                    "it at its first checkpoint. To continue that run instead, stop now and rerun with --resume auto.",
-                    earlier,
-                )
+            self._check_no_unfinished_run()
             return None
         if resume == "auto":
             path = self.out / "checkpoints" / "last.pth"
@@ -168,6 +162,27 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"--resume {path}: no such file")
         return path
+
+    def _check_no_unfinished_run(self) -> None:
+        """A run from scratch must not replace an unfinished run's checkpoint (a requeue script without
+        --resume auto would lose it at its first save): CheckpointError on every rank. A finished run's
+        checkpoint is replaced, with a warning (its metrics.jsonl is moved aside by MetricsLog)."""
+        earlier = self.out / "checkpoints" / "last.pth"
+        if not earlier.is_file():
+            return
+        progress = checkpoint_progress(earlier)
+        if progress is not None and (progress[1] is None or progress[0] < progress[1]):
+            step, stop = progress
+            of = f" of {stop}" if stop is not None else ""
+            raise CheckpointError(
+                f"{earlier} holds an unfinished run (step {step}{of}); starting from scratch would replace it. "
+                f"Continue it with --resume auto, or give this run another --output-dir (or delete {earlier})."
+            )
+        logger.warning(
+            "%s holds %s; this run starts from scratch and replaces it at its first checkpoint",
+            earlier,
+            "a finished run" if progress is not None else "a file that is not a readable r2o checkpoint",
+        )
 
     def _load(self, path: Path) -> None:
         state = load_training_state(path)
@@ -206,6 +221,7 @@ class Trainer:
                     self.cfg.to_dict(),
                     {
                         "steps_per_epoch": self.steps_per_epoch,  # tells a reader which epoch the last step was in
+                        "stop_step": self.stop_step,  # step == stop_step: the run finished
                         **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
                     },
                 ),

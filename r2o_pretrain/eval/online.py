@@ -190,8 +190,9 @@ def num_evaluations(epochs: int, every_epochs: int) -> int:
     return epochs // every_epochs + (1 if epochs % every_epochs else 0)
 
 
-def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> str:
+def describe_cost(cfg: Config, num_examples: int, data: EvalData | None) -> str:
     """The --dry-run lines: how often, how many images, and the estimated share of the training time.
+    ``data``: the listed sets (None when the folders could not be listed: the settings' caps are used).
 
     The work is sharded over the ranks, so the share does not depend on the world size: one evaluation
     costs n * COST_SEGMENT trained images (+ kNN), an epoch trains num_examples."""
@@ -200,19 +201,24 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
         return "online evaluation: off (eval.every_epochs=0)"
     if demo_off(cfg):
         return f"online evaluation: off ({DEMO_ONLY})"
-    n = listed_pairs if listed_pairs is not None else e.max_images
+    n = len(data.pairs) if data is not None else e.max_images
     if n == 0:
         return f"online evaluation: every {e.every_epochs} epoch(s), all pairs of eval.images (not listed here)"
     evals = num_evaluations(t.epochs, e.every_epochs)
-    knn = 2 * e.knn_max_images if e.knn_train and e.knn_max_images else 0
+    if data is not None and data.knn_train is not None and data.knn_val is not None:
+        knn = len(data.knn_train.files) + len(data.knn_val.files)
+        knn_images = f"{len(data.knn_train.files):,} bank and {len(data.knn_val.files):,} val images"
+    else:  # not listed: at most the cap of each folder (0: all, unknown here)
+        knn = 2 * e.knn_max_images if e.knn_train else 0
+        knn_images = f"at most {e.knn_max_images:,} bank and val images each" if knn else "all bank and val images"
     per_eval = n * COST_SEGMENT + knn * COST_KNN
     once = n * (COST_PREPARE + COST_SEGMENT + COST_COLOUR)  # SLIC of the first evaluation, random and colour rows
     epoch = max(num_examples, 1)
-    listed = "" if listed_pairs is not None else " (at most: the folders were not listed)"
+    listed = "" if data is not None else " (at most: the folders were not listed)"
     return (
         f"online evaluation: every {e.every_epochs} epoch(s) and at the end: {evals} evaluations of {n} image/mask "
         f"pairs{listed} at {e.size} px ({e.n_segments} segments), sharded over the ranks"
-        + (f", kNN top-1 with {e.knn_max_images or 'all'} bank and val images each" if e.knn_train else "")
+        + (f", kNN top-1 with {knn_images}" if e.knn_train else "")
         + "; random-init and colour rows once\n"
         f"  estimated cost: {per_eval:,.0f} trained-image equivalents per evaluation = {100 * per_eval / epoch:.3f}% "
         f"of an epoch of {num_examples:,} images ({100 * per_eval / (epoch * e.every_epochs):.3f}% averaged over "
@@ -220,7 +226,13 @@ def describe_cost(cfg: Config, num_examples: int, listed_pairs: int | None) -> s
         f"{100 * (evals * per_eval + once) / (epoch * t.epochs):.3f}% (per-image costs measured on CPU, "
         "docs/pretraining.md, Online evaluation)\n"
         f"  on a GPU (measured on an H200): {n * COST_SEGMENT_GPU:,.0f} trained-image equivalents per evaluation = "
-        f"{100 * n * COST_SEGMENT_GPU / epoch:.3f}% of an epoch" + (" + the kNN features" if knn else "") + "; "
+        f"{100 * n * COST_SEGMENT_GPU / epoch:.3f}% of an epoch"
+        + (
+            " + the kNN features (not measured on a GPU: mostly JPEG decoding, one core per rank)"
+            if e.knn_train
+            else ""
+        )
+        + "; "
         f"the first of each process (at the start, after every requeue) adds {100 * n * COST_FIRST_GPU[0] / epoch:.2f}"
         f"-{100 * n * COST_FIRST_GPU[1] / epoch:.2f}% of an epoch (SLIC of the pairs, the random/colour rows once)"
     )
@@ -266,6 +278,7 @@ class OnlineEvaluator:
         self.share = list(range(info.rank, n, info.world_size))
         self.per_rank = -(-n // info.world_size)
         self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | str] = {}
+        self.knn_bad: set[Path] = set()  # kNN files that did not decode (warned once, then skipped)
         self.baselines_done = False
 
     def _sample(self, i: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
@@ -299,8 +312,9 @@ class OnlineEvaluator:
         return EvalResult.from_image_scores(kept, []), len(ordered) - len(kept)
 
     @torch.no_grad()
-    def _knn(self, encoder: ResNetEncoder) -> float:
-        features = []
+    def _knn(self, encoder: ResNetEncoder) -> tuple[float, int]:
+        """(top-1, kNN images no rank could use) of the bank and val folders' features."""
+        features, skipped = [], 0
         for folder in (self.data.knn_train, self.data.knn_val):
             assert folder is not None
             n = len(folder.files)
@@ -309,15 +323,19 @@ class OnlineEvaluator:
             for start in range(0, len(mine), 64):
                 loaded = {}
                 for i in mine[start : start + 64]:
+                    if folder.files[i] in self.knn_bad:
+                        continue
                     try:
                         loaded[i] = load_image(folder.files[i], self.e.size)
                     except BadImageError as exc:  # checked at start-up (headers); does not decode
-                        logger.warning("online evaluation: kNN: skipped %s: %s", folder.files[i], exc)
+                        logger.warning("online evaluation: kNN: skipped (at every evaluation from now on): %s", exc)
+                        self.knn_bad.add(folder.files[i])
                 if loaded:
                     for i, f in zip(loaded, pooled_features(encoder, torch.stack(list(loaded.values())))):
                         rows[i] = f.tolist()
             ordered = gather_rows(rows, n, encoder.c5_channels, self.info)
             kept = [i for i, row in enumerate(ordered) if row is not None]
+            skipped += n - len(kept)
             features.append(
                 (torch.tensor([ordered[i] for i in kept], dtype=torch.float32), torch.tensor(folder.labels)[kept])
             )
@@ -325,7 +343,7 @@ class OnlineEvaluator:
         pred = knn_predict(
             bank, bank_labels, val, len(self.data.knn_train.classes), self.e.knn_k, self.e.knn_temperature
         )
-        return top1(pred, val_labels)
+        return top1(pred, val_labels), skipped
 
     def _random_encoder(self) -> ResNetEncoder:
         """tools/eval_unsup_seg.py's random-init row: ``torch.manual_seed(seed)`` then a fresh ResNet (the
@@ -358,7 +376,9 @@ class OnlineEvaluator:
             if skipped:
                 record["eval/skipped_images"] = skipped
             if self.data.knn_train is not None:
-                record["eval/knn_top1"] = self._knn(encoder)
+                record["eval/knn_top1"], knn_skipped = self._knn(encoder)
+                if knn_skipped:
+                    record["eval/knn_skipped_images"] = knn_skipped
             if not self.baselines_done:
                 device = next(encoder.parameters()).device
                 for name, net in (("random", self._random_encoder().to(device).eval()), ("colour", None)):
@@ -369,6 +389,7 @@ class OnlineEvaluator:
                     record[f"eval/{name}_unsup_miou"] = base.rule.miou
                     record[f"eval/{name}_unsup_fg_iou"] = base.rule.fg_iou
                     record[f"eval/{name}_unsup_oracle_miou"] = base.oracle.miou
+                    record[f"eval/{name}_unsup_oracle_fg_iou"] = base.oracle.fg_iou
             picture = self.picture(encoder, k) if self.info.is_main and self.e.pictures else None
         finally:
             encoder.train(was_training)

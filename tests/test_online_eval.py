@@ -202,6 +202,36 @@ def test_torchrun_two_ranks_share_the_evaluation_and_agree(demo_dir, knn_folders
     assert records[-1]["eval/unsup_oracle_miou"] == pytest.approx(ref.oracle.miou, abs=1e-9)
 
 
+def test_files_that_stop_decoding_mid_run_are_skipped_and_counted(demo_dir, knn_folders, tmp_path, caplog):
+    """Checked at start-up, then broken on disk: the evaluation skips them, counts them in the record, and
+    warns about a kNN file once."""
+    import logging
+    import shutil
+
+    from r2o_pretrain.engine.distributed import DistInfo
+    from r2o_pretrain.eval.online import OnlineEvaluator
+
+    fg = tmp_path / "fg"
+    shutil.copytree(demo_dir / "fg_masks", fg)
+    knn_train = shutil.copytree(knn_folders[0], tmp_path / "knn_train")
+    cfg = _cfg(demo_dir, images=fg / "images", masks=fg / "masks", knn_train=knn_train, knn_val=knn_folders[1],
+               size=EVAL_SIZE, n_segments=EVAL_SEGMENTS, pictures=0)  # fmt: skip
+    data = check_eval_data(cfg)
+    evaluator = OnlineEvaluator(data, cfg.eval, DistInfo(0, 1, 0, torch.device("cpu")), 0, 18)
+    for path in (data.pairs[3].image, data.knn_train.files[0]):
+        whole = path.read_bytes()
+        path.write_bytes(whole[: len(whole) // 2])
+    torch.manual_seed(0)
+    encoder = ResNetEncoder(18)
+    with caplog.at_level(logging.WARNING, logger="r2o"):
+        records = [evaluator.run(encoder, 4, lambda: False)[0] for _ in range(2)]
+    for record in records:
+        assert record["eval/images"] == len(data.pairs) - 1 and record["eval/skipped_images"] == 1
+        assert record["eval/knn_skipped_images"] == 1 and record["eval/knn_top1"] >= 0.99
+    warnings = [r.getMessage() for r in caplog.records if "kNN: skipped" in r.getMessage()]
+    assert len(warnings) == 1 and str(data.knn_train.files[0]) in warnings[0]
+
+
 # ---------------------------------------------------------------- kNN
 
 

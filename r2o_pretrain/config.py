@@ -371,11 +371,17 @@ def _is_signal_name(name: str) -> bool:
     return name.startswith("SIG") and isinstance(getattr(signal, name, None), signal.Signals)
 
 
-def describe_keys() -> str:
-    """A one-line-per-key listing with defaults, for ``--help``."""
+def describe_keys(config_file: str | Path | None = None) -> str:
+    """A one-line-per-key listing with the built-in defaults, for ``--help``; with ``config_file``, each value
+    that file sets otherwise follows as ``(<file name>: value)``."""
+    base, given = Config(), load_config(config_file) if config_file is not None else None
     lines = []
     for f in dataclasses.fields(Config):
-        sub = getattr(Config(), f.name)
+        sub, sub_given = getattr(base, f.name), getattr(given, f.name) if given is not None else None
         for g in dataclasses.fields(sub):
-            lines.append(f"  {f.name}.{g.name} = {_plain(getattr(sub, g.name))!r}")
+            value = _plain(getattr(sub, g.name))
+            line = f"  {f.name}.{g.name} = {value!r}"
+            if sub_given is not None and _plain(getattr(sub_given, g.name)) != value:
+                line += f"   ({Path(config_file).name}: {_plain(getattr(sub_given, g.name))!r})"
+            lines.append(line)
     return "\n".join(lines)

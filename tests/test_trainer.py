@@ -208,6 +208,8 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = run_tool("tools/pretrain.py", "--help")
     assert r.returncode == 0 and "--resume" in r.stdout and "curriculum.schedule" in r.stdout
+    # the built-in default, and what the default config (a run without --config) uses instead
+    assert "  eval.max_images = 1000   (demo.yaml: 60)" in r.stdout and "  model.method = 'r2o'\n" in r.stdout
 
 
 @pytest.mark.parametrize("method", ["detcon", "byol"])

@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="tools/pretrain.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Settings (section.key=default), any of which can be given as key=value:\n" + describe_keys(),
+        epilog=f"Settings (section.key = built-in default, then what {DEFAULT_CONFIG.name}, the default --config, sets "
+        "instead), any of which can be given as key=value:\n"
+        + describe_keys(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None),
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file of settings (default: %(default)s)")
     parser.add_argument("--output-dir", help="where checkpoints, logs and exports go (= train.output_dir)")

@@ -3,7 +3,7 @@
 # mmengine, mmsegmentation, openmim, detectron2, pycocotools, cityscapesscripts, fvcore and r2o itself.
 #
 # Idempotent: a second run only checks what is there (< 1 min). The slow part, mmcv's C++ build
-# (12-40 min on 2 cores), is cached as a wheel outside git, in $R2O_CACHE_DIR (default ~/.cache/r2o).
+# (10-40 min on 2 cores), is cached as a wheel outside git, in $R2O_CACHE_DIR (default ~/.cache/r2o).
 #
 # Environment:
 #   R2O_PYTHON        interpreter for the venv (default: python3.11, else python3)
@@ -110,7 +110,7 @@ prepare_detectron2() {
   "$VPY" "$ROOT/scripts/patch_detectron2.py" "$1"
 }
 
-step "mmcv $MMCV_VERSION with compiled ops (a first build takes 12-40 min on 2 cores; it is cached)"
+step "mmcv $MMCV_VERSION with compiled ops (a first build takes 10-40 min on 2 cores; it is cached)"
 if "$VPY" -c "import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext('_ext', ['nms']); sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   say "  mmcv $MMCV_VERSION with ops already installed"
 else

@@ -145,7 +145,7 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
     before = (out / "metrics.jsonl").read_bytes()
     assert load_tool("pretrain").main(args) == 2
     err = capsys.readouterr().err
-    assert "last.pth holds an unfinished run (step 2 of 4)" in err and "--resume auto" in err, err[-2000:]
+    assert "last.pth holds a run at step 2 of 4 that did not finish" in err and "--resume auto" in err, err[-2000:]
     assert (out / "metrics.jsonl").read_bytes() == before
     # resume, and send SIGUSR1 once the evaluation at step 4 has started: stopped with the checkpoint of
     # step 4 (written before the evaluation); the evaluation is logged once, whether cut short or not
@@ -282,7 +282,7 @@ def _cfg(demo_dir: Path, **eval_values: object):
     )  # fmt: skip
 
 
-def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_folders, tmp_path, capsys):
+def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_folders, tmp_path, capsys, caplog):
     fg = demo_dir / "fg_masks"
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -317,6 +317,9 @@ def test_bad_eval_data_is_a_config_error_naming_file_and_setting(demo_dir, knn_f
             check_eval_data(_cfg(demo_dir, **values))
         assert all(w in str(err.value) for w in words), (values, str(err.value))
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "a.png")
+    with caplog.at_level("WARNING", logger="r2o"):  # usable, but scores every image as all background
+        assert len(check_eval_data(_cfg(demo_dir, images=images, masks=masks)).pairs) == 1
+    assert "1 of 1 masks have no foreground as read (first: " in caplog.text and "a.png" in caplog.text
     (images / "a.png").write_bytes(b"not a png")
     with pytest.raises(ConfigError, match=r"eval\.images=.*image .*a\.png: cannot decode image"):
         check_eval_data(_cfg(demo_dir, images=images, masks=masks))

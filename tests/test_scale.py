@@ -276,7 +276,12 @@ def test_two_nodes_train_with_identical_replicas_and_one_checkpoint_writer(two_n
     writers = [d for d in (two_nodes / "out_a", two_nodes / "out_b") if d.exists()]
     assert len(writers) == 1  # the node without rank 0 wrote nothing at all into its output dir
     out = writers[0]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pth", "epoch_0002.pth", "last.pth"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "FINISHED",
+        "epoch_0001.pth",
+        "epoch_0002.pth",
+        "last.pth",
+    ]
     assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == STEPS
     assert sorted(_losses(out)) == list(range(1, STEPS + 1))
     s0 = torch.load(two_nodes / "rank0.pt", weights_only=True)
@@ -350,7 +355,12 @@ def test_elastic_restart_after_a_worker_is_killed_resumes_exactly(two_nodes, dem
     assert steps == list(range(1, first_attempt + 1)) + list(range(resumed_at + 1, STEPS + 1))
     assert 2 <= resumed_at <= first_attempt and first_attempt >= 3
     assert _losses(out) == _losses(_writer(two_nodes))
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pth", "epoch_0002.pth", "last.pth"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "FINISHED",
+        "epoch_0001.pth",
+        "epoch_0002.pth",
+        "last.pth",
+    ]
 
 
 def _writer(two_nodes: Path) -> Path:

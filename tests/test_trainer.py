@@ -121,6 +121,36 @@ def test_resume_refuses_foreign_checkpoint(demo_dir, tmp_path):
     assert r.returncode == 2 and str(truncated) in r.stderr
 
 
+def test_a_run_from_scratch_keeps_a_checkpoint_unless_its_run_finished(r2o_checkpoint, tmp_path):
+    """unfinished_run_problem: the session's checkpoint (a finished 2-step run, so FINISHED says step 2)
+    may be replaced; without the mark, with a mark of another step, in the legacy non-zip format or as a
+    file that is not a checkpoint, it is kept, and the reason names the file and what to do."""
+    import shutil
+
+    from r2o_pretrain.engine.checkpoint import FINISHED_MARKER, mark_finished, unfinished_run_problem
+
+    assert json.loads((r2o_checkpoint.parent / FINISHED_MARKER).read_text()) == {"step": 2}
+    last = tmp_path / "checkpoints/last.pth"
+    last.parent.mkdir()
+    assert unfinished_run_problem(last) is None  # nothing to keep
+    shutil.copy(r2o_checkpoint, last)
+    problem = unfinished_run_problem(last)
+    assert f"{last} holds a run at step 2 of 2 that did not finish" in problem and "--resume auto" in problem
+    mark_finished(last, 2)
+    assert unfinished_run_problem(last) is None
+    mark_finished(last, 1)  # the mark of an earlier checkpoint, not of this one
+    assert "at step 2 of 2 that did not finish" in unfinished_run_problem(last)
+    state = torch.load(r2o_checkpoint, weights_only=True)
+    del state["stop_step"]  # as written before the entry existed, and in torch's legacy format
+    torch.save(state, last, _use_new_zipfile_serialization=False)
+    assert "holds a run at step 2 that did not finish" in unfinished_run_problem(last)
+    mark_finished(last, 2)
+    assert unfinished_run_problem(last) is None
+    last.write_bytes(b"not a checkpoint")
+    problem = unfinished_run_problem(last)
+    assert "is not a readable r2o training checkpoint" in problem and f"delete {last}" in problem
+
+
 def test_resume_names_the_switch_for_a_timm_lars_state(r2o_checkpoint, demo_dir, tmp_path):
     """A checkpoint written with optim.lars=timm (timm's Lars state), resumed with the default LARS."""
     from timm.optim import Lars

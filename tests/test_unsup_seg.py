@@ -59,8 +59,25 @@ def test_soft_and_binary_masks(tmp_path):
     assert read_gt_mask(tmp_path / "soft.png").tolist() == [[False, False, True, True]]
     Image.fromarray(np.array([[0, 1]], dtype=np.uint8)).save(tmp_path / "bin.png")
     assert read_gt_mask(tmp_path / "bin.png").tolist() == [[False, True]]
-    Image.fromarray(np.array([[0, 65535, 20000]], dtype=np.uint16)).save(tmp_path / "16bit.png")
-    assert read_gt_mask(tmp_path / "16bit.png").tolist() == [[False, True, False]]
+    Image.fromarray(np.array([[0, 65535, 65535, 20000]], dtype=np.uint16)).save(tmp_path / "16bit.png")
+    assert read_gt_mask(tmp_path / "16bit.png").tolist() == [[False, True, True, False]]  # at half of 65535
+    Image.fromarray(np.array([[0, 200, 200, 100]], dtype=np.uint16)).save(tmp_path / "16bit_low.png")
+    assert read_gt_mask(tmp_path / "16bit_low.png").tolist() == [[False, True, True, True]]  # ids, not 0-255
+    # a label map in greyscale (VOC SegmentationClassAug: class ids, 255 void borders): ids are foreground
+    label = np.array([[0, 15, 15, 15, 255, 3, 0]], dtype=np.uint8)
+    Image.fromarray(label).save(tmp_path / "aug.png")
+    assert read_gt_mask(tmp_path / "aug.png").tolist() == [[False, True, True, True, False, True, False]]
+    Image.fromarray(label).convert("P").save(tmp_path / "aug_p.png")  # the same, converted to P: a grey palette
+    assert read_gt_mask(tmp_path / "aug_p.png").tolist() == [[False, True, True, True, False, True, False]]
+    # masks in the alpha channel of one colour (a cut-out export), dark or white
+    for rgb in ((0, 0, 0), (255, 255, 255)):
+        rgba = np.zeros((1, 3, 4), np.uint8)
+        rgba[..., :3] = rgb
+        rgba[..., 3] = [0, 255, 255]
+        Image.fromarray(rgba).save(tmp_path / "alpha.png")
+        assert read_gt_mask(tmp_path / "alpha.png").tolist() == [[False, True, True]], rgb
+    Image.fromarray(np.array([[[0, 0], [0, 255], [0, 200]]], dtype=np.uint8), mode="LA").save(tmp_path / "la.png")
+    assert read_gt_mask(tmp_path / "la.png").tolist() == [[False, True, True]]
     grey_rgb = np.repeat(soft[..., None], 3, axis=2)  # a soft mask saved as RGB: thresholded, not "non-black"
     Image.fromarray(grey_rgb).save(tmp_path / "grey_rgb.png")
     assert read_gt_mask(tmp_path / "grey_rgb.png").tolist() == [[False, False, True, True]]

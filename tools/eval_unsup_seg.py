@@ -12,7 +12,8 @@ Layouts:
   CUB-200-2011: --images CUB_200_2011/images --masks segmentations  (images.txt and train_test_split.txt
                 beside images/; soft masks thresholded at 0.5; --split test|train|all)
   plain:        --images DIR --masks DIR   (PNG masks with the image's file stem: binary 0/1 or 0/255,
-                soft greyscale thresholded at half scale; palette PNGs by index, so a VOC tree works as
+                soft greyscale thresholded at half scale, greyscale label maps such as VOC's
+                SegmentationClassAug by value (ids foreground, 0 and 255 not); palette PNGs by index, so a VOC tree works as
                 --images VOC2012/JPEGImages --masks VOC2012/SegmentationClass: objects = foreground,
                 0 and the 255 void border = background, images without a mask are counted and left
                 out; colour-coded masks: non-black = foreground)

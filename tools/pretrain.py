@@ -40,14 +40,22 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "pretrain" / "demo.yaml"
 
 
+def settings_listing() -> str:
+    """describe_keys with demo.yaml's values; the built-in defaults alone if demo.yaml cannot be read (the
+    run itself reports that file's problem)."""
+    try:
+        return describe_keys(DEFAULT_CONFIG)
+    except ConfigError:
+        return describe_keys()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tools/pretrain.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Settings (section.key = built-in default, then what {DEFAULT_CONFIG.name}, the default --config, sets "
-        "instead), any of which can be given as key=value:\n"
-        + describe_keys(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None),
+        "instead), any of which can be given as key=value:\n" + settings_listing(),
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML file of settings (default: %(default)s)")
     parser.add_argument("--output-dir", help="where checkpoints, logs and exports go (= train.output_dir)")

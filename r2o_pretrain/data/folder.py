@@ -85,9 +85,12 @@ def list_images(root: str | os.PathLike) -> FileListing:
     return FileListing(files=files, skipped_non_images=skipped)
 
 
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16-bit, 32-bit and float images
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode → 8-bit RGB. 16-bit and float images are rescaled, not clipped."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in HIGH_BIT_MODES:
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)

@@ -8,6 +8,7 @@ epoch it is also kept as ``epoch_NNNN.pth`` (a hard link to the same bytes, so k
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -84,17 +85,64 @@ def training_state(
     }
 
 
+FINISHED_MARKER = "FINISHED"  # beside last.pth, JSON {"step": N}: the run ended (export written) at step N
+
+
+def mark_finished(last: str | os.PathLike, step: int) -> None:
+    """Record that the run whose checkpoint is ``last`` finished at ``step`` (after its export)."""
+    (Path(last).parent / FINISHED_MARKER).write_text(json.dumps({"step": step}))
+
+
+def clear_finished(last: str | os.PathLike) -> None:
+    """Forget the finished mark (a run writes its first checkpoint over ``last``)."""
+    (Path(last).parent / FINISHED_MARKER).unlink(missing_ok=True)
+
+
+def _finished_step(last: Path) -> int | None:
+    try:
+        return int(json.loads((last.parent / FINISHED_MARKER).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int | None] | None:
     """(step, the step its run stops at, or None when the checkpoint predates that entry) of a training
-    checkpoint, read without loading its tensors (``mmap``); None when it is not a readable r2o checkpoint."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # truncated, foreign, not a torch file: not a run anyone can continue
-        return None
+    checkpoint, read without loading its tensors (``mmap``; a legacy non-zip file is read in full); None
+    when it is not a readable r2o checkpoint."""
+    state = None
+    for mmap in (True, False):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            break
+        except Exception:  # truncated, foreign, not a torch file; or a legacy file mmap cannot map
+            continue
     if not isinstance(state, dict) or state.get("format") != FORMAT or "step" not in state:
         return None
     stop = state.get("stop_step")
     return int(state["step"]), None if stop is None else int(stop)
+
+
+def unfinished_run_problem(last: str | os.PathLike) -> str | None:
+    """Why a run from scratch must not replace ``last`` (None: there is none, or its run finished).
+
+    Replacing is safe only for a run that recorded finishing (``FINISHED`` at the checkpoint's step); an
+    unfinished run (a requeue script that forgot --resume auto), a run that predates the mark, and a file
+    that is not a readable r2o checkpoint are kept."""
+    last = Path(last)
+    if not last.is_file():
+        return None
+    progress = checkpoint_progress(last)
+    if progress is not None and _finished_step(last) == progress[0]:
+        return None
+    keep = f"give this run another --output-dir, or delete {last} to start over in this one"
+    if progress is None:
+        return f"{last} is not a readable r2o training checkpoint, and a run from scratch would replace it: {keep}"
+    step, stop = progress
+    return (
+        f"{last} holds a run at step {step}{f' of {stop}' if stop is not None else ''} that did not finish (no "
+        f"{FINISHED_MARKER} mark beside it, written after a run's export), and a run from scratch would replace "
+        f"it: continue it with --resume auto, or {keep}"
+    )
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -54,7 +54,11 @@ class MetricsLog:
         path = out_dir / "metrics.jsonl"
         fresh_over_old = resumed_at is None and path.is_file() and path.stat().st_size > 0
         if fresh_over_old:
-            kept_as = out_dir / f"metrics.{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            kept_as = out_dir / f"metrics.{stamp}.jsonl"
+            n = 1
+            while kept_as.exists():  # two runs within a second: never write over a kept file
+                kept_as, n = out_dir / f"metrics.{stamp}-{n}.jsonl", n + 1
             path.replace(kept_as)
             logging.getLogger("r2o").warning(
                 "%s held an earlier run's records; this run starts from scratch (no --resume), so they were moved "

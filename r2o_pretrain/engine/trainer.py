@@ -31,7 +31,15 @@ from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
-from .checkpoint import CheckpointError, checkpoint_progress, load_training_state, save_checkpoint, training_state
+from .checkpoint import (
+    CheckpointError,
+    clear_finished,
+    load_training_state,
+    mark_finished,
+    save_checkpoint,
+    training_state,
+    unfinished_run_problem,
+)
 from .distributed import all_true, any_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
 from .run_log import MetricsLog, logged_evaluations, setup_logging
@@ -92,6 +100,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         barrier(self.info)
         setup_logging(self.out if self.info.is_main else None, self.info.rank)
+        if not resume:
+            self._check_no_unfinished_run()  # first: before listing a large dataset or decoding the eval set
         t = cfg.train
         self.device = self.info.device
         root = resolve_data_root(cfg, write_demo=self.info.is_main)
@@ -150,7 +160,6 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _find_resume(self, resume: str | None) -> Path | None:
         if not resume:
-            self._check_no_unfinished_run()
             return None
         if resume == "auto":
             path = self.out / "checkpoints" / "last.pth"
@@ -165,24 +174,15 @@ class Trainer:
 
     def _check_no_unfinished_run(self) -> None:
         """A run from scratch must not replace an unfinished run's checkpoint (a requeue script without
-        --resume auto would lose it at its first save): CheckpointError on every rank. A finished run's
-        checkpoint is replaced, with a warning (its metrics.jsonl is moved aside by MetricsLog)."""
+        --resume auto would lose it at its first save): rank 0 decides (``unfinished_run_problem``), every
+        rank raises CheckpointError. A finished run's checkpoint is replaced, with a warning (its
+        metrics.jsonl is moved aside by MetricsLog)."""
         earlier = self.out / "checkpoints" / "last.pth"
-        if not earlier.is_file():
-            return
-        progress = checkpoint_progress(earlier)
-        if progress is not None and (progress[1] is None or progress[0] < progress[1]):
-            step, stop = progress
-            of = f" of {stop}" if stop is not None else ""
-            raise CheckpointError(
-                f"{earlier} holds an unfinished run (step {step}{of}); starting from scratch would replace it. "
-                f"Continue it with --resume auto, or give this run another --output-dir (or delete {earlier})."
-            )
-        logger.warning(
-            "%s holds %s; this run starts from scratch and replaces it at its first checkpoint",
-            earlier,
-            "a finished run" if progress is not None else "a file that is not a readable r2o checkpoint",
-        )
+        problem = unfinished_run_problem(earlier) if self.info.is_main else None
+        if any_true(problem is not None, self.info):
+            raise CheckpointError(problem or f"rank 0 refused to replace {earlier}: see its error")
+        if self.info.is_main and earlier.is_file():
+            logger.warning("%s holds a finished run; this run starts from scratch and replaces it", earlier)
 
     def _load(self, path: Path) -> None:
         state = load_training_state(path)
@@ -212,6 +212,7 @@ class Trainer:
                 "Lower optim.base_lr or use train.amp=none."
             )
         if self.info.is_main:
+            clear_finished(self.checkpoint_path)  # the mark is true of a checkpoint until the next one replaces it
             save_checkpoint(
                 training_state(
                     self.model.state_dict(),
@@ -316,6 +317,8 @@ class Trainer:
         is_main = self.info.is_main
         export = self._export() if is_main else None
         png = self.write_regions_png() if is_main and self.cfg.train.regions_png else None
+        if is_main:
+            mark_finished(self.checkpoint_path, self.step)  # a later run from scratch may replace this one
         logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
         if self.skipped_total:
             logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)

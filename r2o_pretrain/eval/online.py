@@ -145,11 +145,22 @@ def check_eval_data(cfg: Config) -> EvalData | None:
     if not listing.pairs:
         raise ConfigError(f"{where}: no image/mask pairs (split {e.split}): the online evaluation set is empty")
     pairs = [listing.pairs[i] for i in evenly_spaced(len(listing.pairs), e.max_images)]
+    empty = []
     for pair in pairs:
         try:
-            check_pair(pair)
+            if not check_pair(pair).any():
+                empty.append(pair.mask)
         except EvalDataError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+    if empty:  # a format read otherwise than meant scores every image as all background
+        logger.warning(
+            "%s: %d of %d masks have no foreground as read (first: %s); check their format against "
+            "docs/pretraining.md, Online evaluation",
+            where,
+            len(empty),
+            len(pairs),
+            empty[0],
+        )
     data = EvalData(pairs, images, masks)
     if e.knn_train:
         data.knn_train, data.knn_val = _check_knn(e)

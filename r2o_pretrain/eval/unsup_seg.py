@@ -29,7 +29,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from ..data.device_augment import to_input_tensor, unnormalize
-from ..data.folder import DECODE_ERRORS, IMAGE_EXTENSIONS, BadImageError, open_rgb
+from ..data.folder import DECODE_ERRORS, HIGH_BIT_MODES, IMAGE_EXTENSIONS, BadImageError, open_rgb
 from ..data.superpixels import slic_labels
 from ..model.encoder import ResNetEncoder
 from ..model.refiner import RegionRefiner
@@ -147,31 +147,49 @@ def list_pairs(images: str | os.PathLike, masks: str | os.PathLike, split: str =
 def gt_foreground(mask: Image.Image) -> np.ndarray:
     """A decoded mask → bool[H,W] foreground, for the formats masks come in:
 
-    - greyscale (``L``, ``1``, 16-bit, or RGB with equal channels): CUB's soft 0–255 masks and binary 0/1 or
-      0/255 masks, thresholded at half their scale (0.5 for 0/1, 127.5 for 0–255);
     - palette (``P``: VOC ``SegmentationClass``/``SegmentationObject`` PNGs, labelling-tool exports): the
       palette *indices*, not their colours' brightness; 0 is background, and 255 (VOC's void border) counts as
-      foreground only when no other index is used (a 0/255 binary mask saved with a palette); a palette that
-      maps each index used to its own grey (i, i, i) is a greyscale mask and is read as one;
-    - colour (RGB with different channels, a colour-coded export): every non-black pixel is foreground.
+      foreground only when no other index is used (a 0/255 binary mask saved with a palette);
+    - colour (RGB with different channels, a colour-coded export): every non-black pixel is foreground;
+    - greyscale (``L``, ``1``, 16-bit, RGB with equal channels, a palette mapping each index used to its own
+      grey, or the alpha channel of an ``LA``/``RGBA`` mask whose colour is the same everywhere): see
+      ``grey_foreground`` (soft and binary masks thresholded, label maps by value).
     """
     if mask.mode == "P" and not _grey_identity_palette(mask):
         idx = np.asarray(mask)
         objects = (idx != 0) & (idx != 255)
         return objects if objects.any() else idx != 0
-    if mask.mode == "P":  # a greyscale image stored with the palette i -> (i, i, i): its values are its indices
-        arr = np.asarray(mask).astype(np.float32)
-    elif mask.mode in ("RGB", "RGBA"):
+    if mask.mode in ("LA", "RGBA", "PA"):
+        colour, alpha = np.asarray(mask.convert("RGB")), np.asarray(mask.getchannel("A"))
+        if (colour == colour[0, 0]).all() and alpha.min() != alpha.max():  # the mask is in the alpha channel
+            return grey_foreground(alpha, 255)
+    if mask.mode in ("RGB", "RGBA"):
         rgb = np.asarray(mask.convert("RGB"))
         if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
             return rgb.max(axis=2) > 0
-        arr = rgb[..., 0].astype(np.float32)
-    elif mask.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(mask, dtype=np.float32)
-    else:
-        arr = np.asarray(mask.convert("L"), dtype=np.float32)
-    scale = 65535.0 if arr.max() > 255 else 255.0 if arr.max() > 1 else 1.0
-    return arr / scale >= 0.5
+        return grey_foreground(rgb[..., 0], 255)
+    if mask.mode in HIGH_BIT_MODES:
+        return grey_foreground(np.asarray(mask), 65535)
+    if mask.mode == "P":  # a greyscale image stored with the palette i -> (i, i, i): its values are its indices
+        return grey_foreground(np.asarray(mask), 255)
+    return grey_foreground(np.asarray(mask.convert("L")), 255)
+
+
+def grey_foreground(values: np.ndarray, full: int) -> np.ndarray:
+    """A greyscale mask, values in [0, full] → bool foreground.
+
+    A **label map** (every non-zero value other than ``full`` below full/2, and the commonest non-zero value
+    not ``full``: VOC ``SegmentationClassAug`` class ids with 255 void borders, a binary 0/1 mask) has every
+    value but 0 and ``full`` as foreground. Any other mask (CUB's soft 0–255 masks, whose objects are mostly
+    255; binary 0/255) is thresholded at half scale."""
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return np.zeros(values.shape, bool)
+    found, counts = np.unique(nonzero, return_counts=True)
+    ids = found[found != full]
+    if found[counts.argmax()] != full and (ids < full / 2).all():
+        return (values != 0) & (values != full)
+    return values >= full / 2
 
 
 def _grey_identity_palette(mask: Image.Image) -> bool:
@@ -205,9 +223,10 @@ def read_pair(pair: Pair) -> tuple[Image.Image, np.ndarray]:
     return img, gt
 
 
-def check_pair(pair: Pair) -> None:
-    """EvalDataError (naming the file) when the image or mask cannot be decoded or their sizes differ."""
-    read_pair(pair)
+def check_pair(pair: Pair) -> np.ndarray:
+    """The pair's foreground, bool[H,W], after every check: EvalDataError (naming the file) when the image
+    or mask cannot be decoded or their sizes differ."""
+    return read_pair(pair)[1]
 
 
 def prepare_arrays(pair: Pair, size: int, n_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

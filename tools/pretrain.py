@@ -9,7 +9,8 @@ Examples:
   python tools/pretrain.py
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train
   python tools/pretrain.py train.epochs=2 model.method=detcon --output-dir runs/detcon
-  python tools/pretrain.py --resume auto               # continue the run in --output-dir
+  python tools/pretrain.py --resume auto               # continue the run in --output-dir (without it, a run
+                                                       # there that did not finish is refused, not replaced)
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml data.root=/data/imagenet/train \
       eval.every_epochs=5 eval.images=CUB_200_2011/images eval.masks=segmentations   # online evaluation
   python tools/pretrain.py --config configs/pretrain/r2o_r50_imagenet_300ep.yaml --dry-run \

@@ -216,6 +216,7 @@ def test_cli_reports_problems_by_name(r2o_checkpoint, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "c.png" in r.stderr and "orphan.png" in r.stderr and "b.png is 16x16" in r.stderr
+    assert "warning: 1 of 1 masks have no foreground as read at 32 px" in r.stderr  # a.png's mask is all zeros
     r = run_main(
         "tools/eval_unsup_seg.py",
         "--checkpoint",

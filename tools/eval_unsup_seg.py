@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(net, pairs, a.size, a.n_segments, progress=lambda xs, n=name: tqdm(xs, desc=n, leave=False))
         for problem in res.skipped if name == "checkpoint" else []:
             print(f"warning: skipped: {problem}", file=sys.stderr)
+        if name == "checkpoint" and res.empty_masks:
+            print(
+                f"warning: {res.empty_masks} of {len(res.rule.fg)} masks have no foreground as read at {a.size} px; "
+                "check their format (docs/pretraining.md, Online evaluation: Masks)",
+                file=sys.stderr,
+            )
         rows.append((name, res))
     n = len(rows[0][1].rule.fg)
     print(f"unsupervised object segmentation: {n} images, {a.size}x{a.size}, ResNet-{encoder.depth} ({a.checkpoint})")

@@ -292,6 +292,7 @@ class EvalResult:
     rule: Scores
     oracle: Scores
     skipped: list[str]
+    empty_masks: int = 0  # scored images whose mask has no foreground as read (a misread format shows here)
 
     @classmethod
     def from_image_scores(cls, rows: Iterable[tuple[float, float, float, float]], skipped: list[str]) -> EvalResult:
@@ -309,12 +310,15 @@ def evaluate(
     """Scores of ``encoder``'s features, or of the colour-only baseline when ``encoder`` is None."""
     if encoder is not None:
         encoder.eval()
-    rows, skipped = [], []
+    rows, skipped, empty = [], [], 0
     for pair in progress(list(pairs)) if progress else pairs:
         try:
             x, sp, gt = prepare(pair, size, n_segments)
         except EvalDataError as exc:
             skipped.append(str(exc))
             continue
+        empty += not gt.any()
         rows.append(image_scores(segment(encoder, x, sp), gt))
-    return EvalResult.from_image_scores(rows, skipped)
+    result = EvalResult.from_image_scores(rows, skipped)
+    result.empty_masks = empty
+    return result

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, (NonFiniteLossError, NonFiniteWeightsError)) else 2
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports for the run
+    if not result.is_main:  # torchrun: rank 0 reports for the run
         return 0
     print(f"checkpoint: {result.checkpoint}")
     if result.export:

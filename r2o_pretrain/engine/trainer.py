@@ -89,6 +89,7 @@ class TrainResult:
     export: Path | None
     regions_png: Path | None
     losses: list[float]
+    is_main: bool = True  # the process that wrote the checkpoint and the export (rank 0)
 
 
 class Trainer:
@@ -322,7 +323,7 @@ class Trainer:
         logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
         if self.skipped_total:
             logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)
-        return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses)
+        return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses, is_main)
 
     def train_one_epoch(self, epoch: int) -> None:
         """Steps of epoch index ``epoch`` (0-based) from ``self.step`` on, until the epoch or the run ends."""

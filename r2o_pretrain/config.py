@@ -218,6 +218,8 @@ def _coerce(section: str, name: str, current: Any, value: Any) -> Any:
             return value
         if value is None:
             return ""
+        if isinstance(value, bool):  # YAML 1.1 reads off/on (no/yes) as booleans: model.kmeans_cuda_graphs=off
+            return "on" if value else "off"
         return str(value)
     if isinstance(current, tuple):
         if not isinstance(value, (list, tuple)) or len(value) != len(current):

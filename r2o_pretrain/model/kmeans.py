@@ -26,12 +26,20 @@ scikit-learn's KMeans would force a device→host copy and a CPU round-trip per 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Protocol
 
 import torch
 
 GRAPH_BLOCK = 8  # Lloyd iterations per host check on a GPU (and per captured CUDA graph)
+
+
+def fp32_region(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (a no-op where autocast does not exist, e.g. the meta device)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -281,7 +289,7 @@ def kmeans_with_iterations(
         raise ValueError(f"num_points must be in [1, {x.shape[0]}], got {num_points}")
     if check_every is None:
         check_every = 1 if x.device.type == "cpu" else GRAPH_BLOCK
-    with torch.autocast(x.device.type, enabled=False):
+    with fp32_region(x.device):
         x = x.float()
         k = min(k, n)
         x_sq = (x * x).sum(-1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.segment_counts import SegmentCounts
-from .kmeans import kmeans
+from .kmeans import fp32_region, kmeans
 from .kmeans_graphs import CUDA_GRAPH_MODES, KMeansGraphs
 
 POINT_SLOT_MULTIPLE = 16  # padded points per image: the batch's slots rounded up to this (few graph shapes)
@@ -202,7 +202,7 @@ class RegionRefiner:
         the graphs are used)."""
         if counts is None:
             counts = SegmentCounts.of(superpixels)
-        with torch.autocast(c4.device.type, enabled=False):  # pooling and clustering stay fp32 under AMP
+        with fp32_region(c4.device):  # pooling and clustering stay fp32 under AMP
             if self.superpixel_pooling == "official":
                 feats = official_superpixel_features(c4, superpixels, counts.slots)
                 valid, num_valid = None, feats.shape[0] * feats.shape[1]

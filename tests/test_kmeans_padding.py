@@ -189,3 +189,24 @@ def test_cuda_graphs_match_eager_on_a_gpu(photo_batch):
     assert (
         graphs.graphs.failed is None and graphs.graphs.captures >= 6 and graphs.graphs.replays > graphs.graphs.captures
     )
+
+
+def test_a_failed_capture_falls_back_to_eager_with_one_warning(caplog):
+    # the graph path's bookkeeping on a CPU, where every capture fails: the clustering goes on eagerly,
+    # with the same bits, and says so once
+    from r2o_pretrain.model.kmeans import run_lloyd
+    from r2o_pretrain.model.kmeans_graphs import GraphSteps, _Points
+
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(200, 8, generator=g), dim=-1)
+    x_sq, valid, last = (x * x).sum(-1), torch.arange(200) < 190, torch.tensor(189)
+    eager = EagerSteps(x, x_sq, valid, last)
+    graphs = KMeansGraphs()
+    steps = GraphSteps(graphs, _Points({"x": x, "x_sq": x_sq, "valid": valid, "last": last}), eager)
+    first, uniforms = seeding_draws(190, 10, "greedy", g, x.device)
+    with caplog.at_level("WARNING", logger="r2o_pretrain.model.kmeans_graphs"):
+        got = run_lloyd(steps, *steps.seeding(10, first, uniforms), 200, True, 8)
+    ref = run_lloyd(eager, *eager.seeding(10, first, uniforms), 200, True, 8)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]) and got[2] == ref[2]
+    assert graphs.failed and graphs.captures == 0 and len(caplog.records) == 1
+    assert "running eagerly" in caplog.records[0].getMessage()

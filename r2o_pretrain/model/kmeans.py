@@ -42,7 +42,7 @@ def fp32_region(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _sq_dist_to(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+def squared_distances(x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """float[N,D], float[N], float[k,D] → float[N,k] squared distances, as one matrix product."""
     return torch.addmm((centres * centres).sum(-1)[None, :] + x_sq[:, None], x, centres.T, alpha=-2.0).clamp_min_(0)
 
@@ -77,7 +77,7 @@ def greedy_seeding(
     if last is None:
         last = torch.full((), x.shape[0] - 1, dtype=torch.long, device=x.device)
     chosen = [first.reshape(1)]
-    d2 = _sq_dist_to(x, x_sq, x.index_select(0, chosen[0]))[:, 0]
+    d2 = squared_distances(x, x_sq, x.index_select(0, chosen[0]))[:, 0]
     if valid is not None:
         d2 = torch.where(valid, d2, torch.zeros_like(d2))
     for c in range(1, k):
@@ -85,7 +85,7 @@ def greedy_seeding(
         targets = uniforms[c - 1].to(d2.dtype) * running[-1]
         cand = torch.minimum(torch.searchsorted(running, targets), last)  # [L]
         # a padded point's distance stays min(0, ·) = 0
-        d_cand = torch.minimum(d2[None, :], _sq_dist_to(x, x_sq, x.index_select(0, cand)).T)  # [L,N]
+        d_cand = torch.minimum(d2[None, :], squared_distances(x, x_sq, x.index_select(0, cand)).T)  # [L,N]
         best = _total(d_cand).argmin().reshape(1)
         chosen.append(cand.index_select(0, best))
         d2 = d_cand.index_select(0, best)[0]
@@ -132,7 +132,7 @@ def assign_points(
     x: torch.Tensor, x_sq: torch.Tensor, centres: torch.Tensor, valid: torch.Tensor | None
 ) -> torch.Tensor:
     """int64[N]: each point's nearest centre; a padded point (``valid`` False) gets the spare id k."""
-    assign = _sq_dist_to(x, x_sq, centres).argmin(1)
+    assign = squared_distances(x, x_sq, centres).argmin(1)
     if valid is None:
         return assign
     return torch.where(valid, assign, torch.full_like(assign, centres.shape[0]))

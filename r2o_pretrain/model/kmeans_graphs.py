@@ -11,9 +11,10 @@ after it, once).
 captured graph per (points, K, dims, candidates per centre, padding, block length). With ``check`` (the
 ``auto`` mode), the first capture of each graph is compared with the eager functions on the same inputs;
 if a capture fails or differs, one warning is logged and the clustering runs eagerly from then on.
-The comparison: the seeding's centres exactly (it has no atomics); a block's assignment on ≥ 99.9% of
-the points and its centres within 1e-2 (its per-cluster sums are float atomics on a GPU, whose order
-varies from run to run, eager or not, so the bits may too; a wrong replay is far off).
+The comparison: the seeding's centres exactly (its kernels have no atomics); a block's assignment on
+≥ 99.9% of the points and its inertia within 1e-3 relative (its per-cluster sums are float atomics on a
+GPU, whose order varies from run to run, eager or not, so near-ties may fall either way; a wrong replay
+is far off).
 
 Not measured in this repository's sessions on a GPU yet (docs/benchmarks.md, "GPU"): see there.
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from .kmeans import EagerSteps, assign_points, greedy_seeding, lloyd_block
+from .kmeans import EagerSteps, assign_points, greedy_seeding, lloyd_block, squared_distances
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,12 @@ class GraphSteps:
             self.owner.give_up(f"{key[0]} graph: {type(exc).__name__}: {exc}")
             return None
 
+    def _inertia(self, centres: torch.Tensor) -> float:
+        """Σ over the real points of the squared distance to the nearest of ``centres`` (a host read)."""
+        b = self.buffers
+        d = squared_distances(b["x"], b["x_sq"], centres).min(1).values
+        return float(torch.where(b["valid"], d, torch.zeros_like(d)).sum())
+
     def seeding(self, k: int, first: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = self.buffers
 
@@ -176,12 +183,11 @@ class GraphSteps:
 
         def same(out: tuple, ref: tuple) -> str:
             agree = (out[1] == ref[1]).float().mean().item()
-            gap = (out[0] - ref[0]).abs().max().item()
-            return (
-                ""
-                if agree >= 0.999 and gap <= 1e-2
-                else f"block differs from eager (assignment agreement {agree:.4f}, centre gap {gap:.3g})"
-            )
+            mine, theirs = self._inertia(out[0]), self._inertia(ref[0])
+            close = abs(mine - theirs) <= 1e-3 * max(abs(theirs), 1e-12)
+            if agree >= 0.999 and close:
+                return ""
+            return f"block differs from eager (same cluster for {agree:.4%} of the points, inertia {mine:.6g} vs {theirs:.6g})"
 
         key = ("lloyd", centres.shape[0], steps, stop_at_fixed_point)
         inputs = {"centres": centres, "assign": assign}

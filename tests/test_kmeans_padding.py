@@ -4,6 +4,8 @@ device when the loader's superpixel counts come with the batch (docs/method.md, 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -209,4 +211,6 @@ def test_a_failed_capture_falls_back_to_eager_with_one_warning(caplog):
     ref = run_lloyd(eager, *eager.seeding(10, first, uniforms), 200, True, 8)
     assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]) and got[2] == ref[2]
     assert graphs.failed and graphs.captures == 0 and len(caplog.records) == 1
+    graphs.shapes[("any",)] = steps.points
+    assert not copy.deepcopy(graphs).shapes and graphs.shapes  # a copy of the model starts with no graphs
     assert "running eagerly" in caplog.records[0].getMessage()

@@ -87,6 +87,11 @@ class KMeansGraphs:
         self.captures = 0
         self.replays = 0
 
+    def __getstate__(self) -> dict:
+        """A copy (``copy.deepcopy`` of the model, pickling) starts with an empty cache: captured graphs
+        cannot be copied, and are recaptured on first use."""
+        return {**self.__dict__, "shapes": OrderedDict(), "captures": 0, "replays": 0}
+
     def steps(
         self, x: torch.Tensor, x_sq: torch.Tensor, valid: torch.Tensor | None, last: torch.Tensor | None
     ) -> EagerSteps | GraphSteps:

@@ -49,7 +49,8 @@ class _Graph:
             fn(**self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: the loader's pin-memory thread may call CUDA meanwhile; that must not break the capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = fn(**self.inputs)
 
     def __call__(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:

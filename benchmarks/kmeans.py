@@ -53,7 +53,7 @@ def padding(
     (what the graphs need); on a GPU also the graphs (``model.kmeans_cuda_graphs=auto``) over the padded
     points. On the CPU the padded result is checked to be bitwise the unpadded one."""
     n = batch * slots - batch // 2  # a few ids missing, as the exact pooling leaves them out
-    total = padded_point_count(batch, slots)
+    total = padded_point_count(batch, n)
     x = _points(n, dim, 16, separation=0.3).to(device)  # weak structure: tens of Lloyd iterations
     xp = F.pad(x, (0, 0, 0, total - n))
     rows = []

@@ -16,7 +16,7 @@ from ..data.segment_counts import SegmentCounts
 from .kmeans import fp32_region, kmeans
 from .kmeans_graphs import CUDA_GRAPH_MODES, KMeansGraphs
 
-POINT_SLOT_MULTIPLE = 16  # padded points per image: the batch's slots rounded up to this (few graph shapes)
+POINT_SLOT_MULTIPLE = 16  # padded points per image: the batch's mean rounded up to this (few graph shapes)
 
 
 def num_slots(superpixels: torch.Tensor, num_segments: int | None) -> int:
@@ -25,10 +25,11 @@ def num_slots(superpixels: torch.Tensor, num_segments: int | None) -> int:
     return num_segments if num_segments is not None else int(superpixels.max().item()) + 1
 
 
-def padded_point_count(batch: int, slots: int, multiple: int = POINT_SLOT_MULTIPLE) -> int:
-    """The k-means's fixed point count for a batch of ``batch`` images with ``slots`` ids each:
-    batch × slots rounded up to ``multiple`` (a handful of shapes over a run, so a handful of graphs)."""
-    return batch * (-(-slots // multiple) * multiple)
+def padded_point_count(batch: int, points: int, multiple: int = POINT_SLOT_MULTIPLE) -> int:
+    """The k-means's fixed point count for ``points`` points of a batch of ``batch`` images: batch × (the
+    points per image, rounded up to ``multiple``) — a handful of shapes over a run, so a handful of graphs."""
+    per_image = -(-points // batch)
+    return batch * (-(-per_image // multiple) * multiple)
 
 
 def resize_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
@@ -246,7 +247,7 @@ class RegionRefiner:
             points = points.index_select(0, order)
         elif num_valid is None:
             num_valid = b * s
-        total = padded_point_count(b, s) if pad else num_valid
+        total = padded_point_count(b, num_valid) if pad else num_valid
         points = F.pad(points[:total], (0, 0, 0, max(0, total - points.shape[0])))
         if use_graphs and self.graphs is None:
             self.graphs = KMeansGraphs(check=True)

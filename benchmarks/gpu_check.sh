@@ -35,8 +35,8 @@ cp "$runs/fp16/metrics.jsonl" "$out/fp16_metrics.jsonl" 2>/dev/null
 step "3: NCCL + SyncBN through torchrun (one process per GPU; with one GPU this checks the wiring, not scaling)"
 torchrun --standalone --nproc-per-node "$(nvidia-smi -L | wc -l)" tools/pretrain.py "${common[@]}" \
   train.output_dir="$runs/ddp" train.max_steps=4 2>&1 | tail -n 3 || echo "step 3 FAILED"
-step "4: throughput: R2O vs BYOL img/s, ResNet-50 224², fp32 vs bf16 + channels_last; k-means on the GPU"
-python3 benchmarks/gpu_throughput.py 2>&1 | tee "$out/throughput.md" || echo "step 4 FAILED"
+step "4: R2O vs BYOL step, R50 224² bf16 + channels_last, batch 32 / 256, K 16 / 128, k-means graphs off / auto"
+timeout 300 python3 benchmarks/gpu_throughput.py --profile 2>&1 | tee "$out/throughput.md" || echo "step 4 FAILED"
 step "5: the loader's GPU side: batched photometric augmentation + normalisation, img/s"
 python3 benchmarks/gpu_augment.py 2>&1 | tee "$out/augment.txt" || echo "step 5 FAILED"
 step "6: loader img/s per core on this machine's idle cores (1 worker), and with 8 / 15 workers"

@@ -9,12 +9,14 @@ all of them alike and the ratios stay meaningful; each time is the median over r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
 from common import interleaved_median_times
 from torch.profiler import record_function
 
+from r2o_pretrain.data.segment_counts import SegmentCounts
 from r2o_pretrain.model.r2o import R2O
 from r2o_pretrain.optim import build_optimizer
 
@@ -46,8 +48,10 @@ def make_step(
     kmeans_until_converged: bool = True,
     kmeans_iters: int = 200,
     lars_foreach: bool = True,
+    kmeans_cuda_graphs: str = "auto",
 ) -> Callable[[], None]:
-    """One full training step of ``method`` as a closure (model and optimiser built once)."""
+    """One full training step of ``method`` as a closure (model and optimiser built once). The batch's
+    superpixel counts travel with it, as the loader's ``collate`` sends them (no read-back in the step)."""
     torch.manual_seed(0)
     model = R2O(
         depth=depth,
@@ -57,18 +61,22 @@ def make_step(
         kmeans_iters=kmeans_iters,
         kmeans_until_converged=kmeans_until_converged,
     ).to(device)
+    model.refiner = dataclasses.replace(model.refiner, kmeans_cuda_graphs=kmeans_cuda_graphs)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model.online_modules())
     for group in opt.param_groups:
         group["lr"], group["foreach"] = 0.01, lars_foreach
     data = {k_: v.to(device) for k_, v in batch.items()}
+    segments = SegmentCounts.of(batch["superpixels"])
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step() -> None:
         with torch.autocast(device, dtype=amp, enabled=amp is not None):
             # the EMA (tau 0.99) runs inside the forward, after the online pass, as in the trainer
-            out = model(data["views"], data["boxes"], data["raw"], data["superpixels"], k, gen, tau=0.99)
+            out = model(
+                data["views"], data["boxes"], data["raw"], data["superpixels"], k, gen, tau=0.99, segments=segments
+            )
         opt.zero_grad(set_to_none=True)
         with record_function("step.backward"):
             out.loss.backward()
@@ -77,6 +85,7 @@ def make_step(
         if device == "cuda":
             torch.cuda.synchronize()
 
+    step.model = model  # for a caller that reports on it (gpu_throughput.py: did the graphs run)
     return step
 
 

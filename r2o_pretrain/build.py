@@ -6,6 +6,7 @@ Plain functions with no distribution: the trainer and the tools (``tools/cache_s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("r2o")
 
 def build_model(cfg: Config) -> R2O:
     m = cfg.model
-    return R2O(
+    model = R2O(
         depth=m.depth,
         method=m.method,
         projector_hidden=m.projector_hidden,
@@ -41,6 +42,8 @@ def build_model(cfg: Config) -> R2O:
         label_map=m.label_map,
         kmeans_init=m.kmeans_init,
     )
+    model.refiner = dataclasses.replace(model.refiner, kmeans_cuda_graphs=m.kmeans_cuda_graphs)
+    return model
 
 
 def build_training_optimizer(cfg: Config, model: R2O) -> torch.optim.Optimizer:

@@ -23,6 +23,7 @@ SLIC_INPUTS = ("uint8", "normalized")
 SUPERPIXEL_POOLINGS = ("exact", "official")
 LABEL_MAPS = ("nearest", "official")
 KMEANS_INITS = ("greedy", "single")
+KMEANS_CUDA_GRAPHS = ("auto", "off")
 LARS_KINDS = ("official", "timm")
 EXCLUDE_RULES = ("module_type", "official_names")
 BLURS = ("opencv", "pil")
@@ -76,6 +77,10 @@ class ModelConfig:
     # k-means++ seeding: "greedy" (the authors', scikit-learn's: 2 + ln K candidates per centre, the one
     # lowering the inertia most is kept); "single": one D²-sampled candidate (our earlier default)
     kmeans_init: str = "greedy"
+    # "auto": on a GPU the k-means's seeding and blocks of 8 Lloyd iterations replay as CUDA graphs over
+    # points padded to a fixed count (exact; checked against eager on first capture, eager after a
+    # failure); "off": eager kernels. A CPU always runs eagerly. (model/kmeans_graphs.py)
+    kmeans_cuda_graphs: str = "auto"
     superpixel_only_above: int = 128  # K above this: no refinement, the superpixels are the masks
     mask_area_threshold: float = 1e-3  # a mask counts if its roi-aligned mass is above this in both views
     pool_area_floor: float = 1.0  # mask pooling divides by max(area, this) (authors: 1; 0: true mean)
@@ -213,6 +218,8 @@ def _coerce(section: str, name: str, current: Any, value: Any) -> Any:
             return value
         if value is None:
             return ""
+        if isinstance(value, bool):  # YAML 1.1 reads off/on (no/yes) as booleans: model.kmeans_cuda_graphs=off
+            return "on" if value else "off"
         return str(value)
     if isinstance(current, tuple):
         if not isinstance(value, (list, tuple)) or len(value) != len(current):
@@ -340,6 +347,10 @@ def validate(cfg: Config) -> None:
     )
     need(m.label_map in LABEL_MAPS, f"model.label_map must be one of {LABEL_MAPS}, got '{m.label_map}'")
     need(m.kmeans_init in KMEANS_INITS, f"model.kmeans_init must be one of {KMEANS_INITS}, got '{m.kmeans_init}'")
+    need(
+        m.kmeans_cuda_graphs in KMEANS_CUDA_GRAPHS,
+        f"model.kmeans_cuda_graphs must be one of {KMEANS_CUDA_GRAPHS}, got '{m.kmeans_cuda_graphs}'",
+    )
     need(o.lars in LARS_KINDS, f"optim.lars must be one of {LARS_KINDS}, got '{o.lars}'")
     need(o.exclude in EXCLUDE_RULES, f"optim.exclude must be one of {EXCLUDE_RULES}, got '{o.exclude}'")
     need(d.blur in BLURS, f"data.blur must be one of {BLURS}, got '{d.blur}'")

@@ -93,7 +93,7 @@ def refined_label_maps(
     encoder.eval()
     c4 = encoder.forward_c4(raw)
     encoder.train(was_training)
-    refiner = RegionRefiner(kmeans_iters)
+    refiner = RegionRefiner(kmeans_iters, kmeans_cuda_graphs="off")  # one-off pictures: a capture would not pay
     gen = torch.Generator(device=raw.device).manual_seed(seed)
     return [(f"{title}K={k}", refiner(c4, superpixels, k, raw.shape[-1] // 4, gen)[0].cpu().numpy()) for k in ks]
 

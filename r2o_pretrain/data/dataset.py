@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..seeding import sample_seed
 from .folder import BadImageError, DatasetError, list_images
+from .segment_counts import SegmentCounts
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
 
@@ -92,11 +93,14 @@ PICTURES = ("views", "raw")  # uint8 [..., 3, H, W] with channels-last strides
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors (views and raw stay uint8: ``device_augment.batch_on_device`` makes them float on the
-    device); ``skipped`` becomes one flat list of messages for the batch."""
+    device); ``skipped`` becomes one flat list of messages for the batch; ``segment_counts`` holds the
+    superpixel counts the step needs as host ints (counted here, in the worker, from the CPU maps)."""
     batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in STACKED if k in samples[0]}
     for k in PICTURES:  # stacked in their channels-last layout (a plain copy, no transpose)
         batch[k] = torch.stack([s[k].movedim(-3, -1) for s in samples]).movedim(-1, -3)
     batch["index"] = torch.tensor([s["index"] for s in samples])
+    if "superpixels" in batch:
+        batch["segment_counts"] = SegmentCounts.of(batch["superpixels"])
     batch["skipped"] = [m for s in samples for m in s["skipped"]]
     return batch
 

@@ -247,7 +247,17 @@ class Trainer:
         generator.manual_seed(step_seed(self.cfg.train.seed, self.step, self.info.rank))
         autocast = torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
-            out = self.net(views, boxes, raw, superpixels, values.k, generator, values.superpixels_only, values.tau)
+            out = self.net(
+                views,
+                boxes,
+                raw,
+                superpixels,
+                values.k,
+                generator,
+                values.superpixels_only,
+                values.tau,
+                segments=batch.get("segment_counts"),  # host ints from the loader: no read-back in the step
+            )
         loss_value = float(out.loss.detach())
         if not all_true(math.isfinite(loss_value), self.info):
             raise NonFiniteLossError(

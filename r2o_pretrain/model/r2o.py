@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
+from ..data.segment_counts import SegmentCounts
 from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
 from .heads import MLP
@@ -95,27 +96,32 @@ class R2O(nn.Module):
         label_size: int,
         generator: torch.Generator | None,
         superpixels_only: bool = False,
+        segments: SegmentCounts | None = None,
     ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
         """(label map int64[B,label_size,label_size] of the raw view, its number of labels M, soft maps).
 
         The soft maps float[B,M,label_size,label_size] replace the one-hot label map as the masks' source
         on the superpixels path with ``label_map=official`` (the authors' bilinearly resized one-hot
         superpixel maps; the label map is then their argmax, for the logs); otherwise None.
+        ``segments``: the batch's superpixel counts from the loader (None: read from ``superpixels``, a
+        host synchronisation on a GPU); with them the only one left is the k-means's per block.
         """
         b = raw.shape[0]
         if self.method == "byol":
             return torch.zeros(b, label_size, label_size, dtype=torch.long, device=raw.device), 1, None
+        if segments is None:
+            segments = SegmentCounts.of(superpixels)
         if self.method == "detcon" or superpixels_only:
             if self.refiner.label_map == "official":
-                maps = superpixel_maps(superpixels, label_size)
+                maps = superpixel_maps(superpixels, label_size, segments.slots)
                 return maps.argmax(1), maps.shape[1], maps
-            labels = superpixel_label_map(superpixels, label_size, self.refiner.label_map)
-            return labels, int(superpixels.max().item()) + 1, None
+            labels = superpixel_label_map(superpixels, label_size, self.refiner.label_map, segments.slots)
+            return labels, segments.slots, None
         with record_function("r2o.raw_view_c4"):
             # train mode: as in the authors' code, this forward also updates the target's BN statistics
             c4 = self.target_encoder.forward_c4(raw)
         with record_function("r2o.refine"):
-            labels, num = self.refiner(c4, superpixels, k, label_size, generator)
+            labels, num = self.refiner(c4, superpixels, k, label_size, generator, segments)
         return labels, num, None
 
     def _embed(
@@ -137,6 +143,7 @@ class R2O(nn.Module):
         generator: torch.Generator | None = None,
         superpixels_only: bool = False,
         tau: float | None = None,
+        segments: SegmentCounts | None = None,
     ) -> R2OOutput:
         """views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R].
 
@@ -144,11 +151,14 @@ class R2O(nn.Module):
         online network sees cat([view1, view2]); then the target is updated with ``tau`` (skipped when
         None) and sees cat([view2, view1]). Every BatchNorm normalises over both views at once and row i
         of the online predictions meets row i of the target projections (view1↔view2, view2↔view1).
-        Under DDP the update runs here, on this (unwrapped) module's parameters.
+        Under DDP the update runs here, on this (unwrapped) module's parameters. ``segments``: see
+        ``region_labels``.
         """
         label_size = raw.shape[-1] // 4
         out_size = views.shape[-1] // 32
-        label_map, num_labels, maps = self.region_labels(raw, superpixels, k, label_size, generator, superpixels_only)
+        label_map, num_labels, maps = self.region_labels(
+            raw, superpixels, k, label_size, generator, superpixels_only, segments
+        )
         with record_function("r2o.view_masks"):
             if maps is None:
                 masks = view_masks(label_map, boxes.float(), num_labels, out_size)  # [B,2,M,h*w]

@@ -335,6 +335,8 @@ class Trainer:
         self._setup_online_eval()
         try:
             epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
+            if self.renumbered:  # the checkpoint in the new plan's steps (a run resumed at its end finishes so)
+                self._save(epoch)
             self._evaluate_if_due()  # a resumed run first makes up an evaluation that a kill cut short
             while self.step < self.stop_step:
                 self.train_one_epoch(epoch)

@@ -93,8 +93,11 @@ def test_resume_refuses_changes_of_the_run_and_allows_them_on_purpose(resumed_ru
     cwd, out, _, _ = resumed_run
     finished = torch.load(out / "checkpoints/last.pth", weights_only=True)
     assert finished["step"] == 6 and finished["steps_per_epoch"] == 3
-    r = run_main("tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.batch_size=6")
+    r = run_main(
+        "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.batch_size=6", "train.log_every=3"
+    )
     assert r.returncode == 2 and "train.batch_size: 4 → 6" in r.stderr and "--resume-with-changes" in r.stderr
+    assert "train.log_every" not in r.stderr.split("error:")[1]  # a harmless change is not a reason to refuse
     r = run_main(
         "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.epochs=4", "model.method=byol"
     )
@@ -110,9 +113,19 @@ def test_resume_refuses_changes_of_the_run_and_allows_them_on_purpose(resumed_ru
     # on purpose: the finished run (2 epochs of 3 steps) with batch 6 is 2 epochs of 2 steps, i.e. finished at
     # step 4 of the new plan; nothing is trained again (the issue: step 60 re-read as epoch 10, 60 more steps)
     r = run_main(
-        "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.batch_size=6", "--resume-with-changes"
+        "tools/pretrain.py",
+        "--output-dir",
+        str(out),
+        "--resume",
+        "auto",
+        "train.batch_size=6",
+        "train.log_every=3",
+        "--resume-with-changes",
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "settings that do not change the run: train.log_every: 1 → 3" in r.stderr
+    assert "changes to the run (--resume-with-changes): train.batch_size: 4 → 6" in r.stderr
+    assert "steps per epoch 3 → 2: the checkpoint's step 6 (2 epoch(s) done) continues as step 4" in r.stderr
     state = torch.load(out / "checkpoints/last.pth", weights_only=True)
     assert (state["step"], state["steps_per_epoch"], state["config"]["train"]["batch_size"]) == (4, 2, 6)
     assert json.loads((out / "checkpoints/FINISHED").read_text()) == {"step": 4}

@@ -47,16 +47,16 @@ def records(out: Path) -> dict[int, dict]:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    return write_photo_folder(tmp_path_factory.mktemp("own") / "photos", n=12, size=(72, 96))
+    return write_photo_folder(tmp_path_factory.mktemp("own") / "photos", n=6, size=(72, 96))
 
 
 @pytest.fixture(scope="module")
 def resumed_run(photos, tmp_path_factory):
-    """A run on the photos (12 images, batch 4: 3 steps/epoch, 2 epochs) SIGKILLed after step 5 (checkpoint
+    """A run on the photos (6 images, batch 2: 3 steps/epoch, 2 epochs) SIGKILLed after step 5 (checkpoint
     of step 4), then resumed with only ``--output-dir X --resume auto``."""
     cwd = tmp_path_factory.mktemp("cwd")
     out = cwd / "runs" / "p"
-    killed = pretrain(cwd, *photo_overrides(photos, out, train__epochs=2), "debug.kill_at_step=5")
+    killed = pretrain(cwd, *photo_overrides(photos, out, train__epochs=2, train__batch_size=2), "debug.kill_at_step=5")
     assert killed.returncode == -9, killed.stderr[-3000:]
     before = records(out)
     resumed = pretrain(cwd, "--output-dir", str(out), "--resume", "auto")
@@ -69,7 +69,7 @@ def test_resume_auto_continues_the_run_with_its_own_settings(resumed_run, photos
     cwd, out, before, resumed = resumed_run
     assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 6
     used = torch.load(out / "checkpoints/last.pth", weights_only=True)["config"]
-    assert used["data"]["root"] == str(photos) and used["train"]["batch_size"] == 4 and used["train"]["epochs"] == 2
+    assert used["data"]["root"] == str(photos) and used["train"]["batch_size"] == 2 and used["train"]["epochs"] == 2
     assert used["debug"]["kill_at_step"] == -1  # fault injection is not inherited: the resumed run ran to its end
     after = records(out)
     assert sorted(after) == list(range(1, 7))
@@ -84,7 +84,7 @@ def test_resume_auto_continues_the_run_with_its_own_settings(resumed_run, photos
     # item 2: a given data.root writes and reads no demo; the cache is under R2O_CACHE_DIR, and the header says so
     assert not (cwd / "data").exists()
     cache = cwd / "cache" / "superpixels"
-    assert len([p for p in cache.rglob("*") if p.is_file()]) == 12  # one entry per photo
+    assert len([p for p in cache.rglob("*") if p.is_file()]) == 6  # one entry per photo
     assert f"data: {photos}; superpixel cache: {cache}" in resumed.stderr
 
 
@@ -94,9 +94,9 @@ def test_resume_refuses_changes_of_the_run_and_allows_them_on_purpose(resumed_ru
     finished = torch.load(out / "checkpoints/last.pth", weights_only=True)
     assert finished["step"] == 6 and finished["steps_per_epoch"] == 3
     r = run_main(
-        "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.batch_size=6", "train.log_every=3"
+        "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.batch_size=4", "train.log_every=3"
     )
-    assert r.returncode == 2 and "train.batch_size: 4 → 6" in r.stderr and "--resume-with-changes" in r.stderr
+    assert r.returncode == 2 and "train.batch_size: 2 → 4" in r.stderr and "--resume-with-changes" in r.stderr
     assert "train.log_every" not in r.stderr.split("error:")[1]  # a harmless change is not a reason to refuse
     r = run_main(
         "tools/pretrain.py", "--output-dir", str(out), "--resume", "auto", "train.epochs=4", "model.method=byol"
@@ -106,11 +106,11 @@ def test_resume_refuses_changes_of_the_run_and_allows_them_on_purpose(resumed_ru
     r = run_main(
         "tools/pretrain.py", "--config", "configs/pretrain/demo.yaml", "--output-dir", str(out), "--resume", "auto"
     )
-    assert r.returncode == 2 and "data.root: " in r.stderr and "train.batch_size: 4 → 32" in r.stderr
+    assert r.returncode == 2 and "data.root: " in r.stderr and "train.batch_size: 2 → 32" in r.stderr
     r = run_main("tools/pretrain.py", "--output-dir", str(out), "--resume-with-changes")
     assert r.returncode == 2 and "--resume-with-changes goes with --resume" in r.stderr
     assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 6  # nothing was touched
-    # on purpose: the finished run (2 epochs of 3 steps) with batch 6 is 2 epochs of 2 steps, i.e. finished at
+    # on purpose: the finished run (2 epochs of 3 steps) with batch 3 is 2 epochs of 2 steps, i.e. finished at
     # step 4 of the new plan; nothing is trained again (the issue: step 60 re-read as epoch 10, 60 more steps)
     r = run_main(
         "tools/pretrain.py",
@@ -118,16 +118,16 @@ def test_resume_refuses_changes_of_the_run_and_allows_them_on_purpose(resumed_ru
         str(out),
         "--resume",
         "auto",
-        "train.batch_size=6",
+        "train.batch_size=3",
         "train.log_every=3",
         "--resume-with-changes",
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "settings that do not change the run: train.log_every: 1 → 3" in r.stderr
-    assert "changes to the run (--resume-with-changes): train.batch_size: 4 → 6" in r.stderr
+    assert "changes to the run (--resume-with-changes): train.batch_size: 2 → 3" in r.stderr
     assert "steps per epoch 3 → 2: the checkpoint's step 6 (2 epoch(s) done) continues as step 4" in r.stderr
     state = torch.load(out / "checkpoints/last.pth", weights_only=True)
-    assert (state["step"], state["steps_per_epoch"], state["config"]["train"]["batch_size"]) == (4, 2, 6)
+    assert (state["step"], state["steps_per_epoch"], state["config"]["train"]["batch_size"]) == (4, 2, 3)
     assert json.loads((out / "checkpoints/FINISHED").read_text()) == {"step": 4}
     assert torch.equal(state["model"]["online_encoder.conv1.weight"], finished["model"]["online_encoder.conv1.weight"])
     assert not records(out)  # no step ran; the earlier records (other step numbers) were moved aside
@@ -148,22 +148,22 @@ def test_renumbered_step_keeps_the_finished_epochs():
 def test_dry_run_with_a_data_root_writes_no_demo_and_warns_of_a_long_warm_up(photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # demo.yaml (the default config) says data.demo=true: a given data.root wins, and nothing is written
-    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=4", "train.epochs=2")
+    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=2", "train.epochs=2")
     assert r.returncode == 0, r.stderr
-    assert "N=12" in r.stdout and not (tmp_path / "data").exists() and not list(tmp_path.iterdir())
-    # 12 images, batch 4: warm-up 3 x 12 // 4 = 9 steps against a run of 2 x 3 = 6
+    assert "N=6" in r.stdout and not (tmp_path / "data").exists() and not list(tmp_path.iterdir())
+    # 6 images, batch 2: warm-up 3 x 6 // 2 = 9 steps against a run of 2 x 3 = 6
     r = run_main(
         "tools/pretrain.py",
         "--dry-run",
         f"data.root={photos}",
-        "train.batch_size=4",
+        "train.batch_size=2",
         "train.epochs=2",
         "optim.warmup_epochs=3",
     )
     assert r.returncode == 0 and "warning: the lr warm-up (9 steps" in r.stdout and "run (6 steps)" in r.stdout
-    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=4", "train.max_steps=2")
+    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=2", "train.max_steps=2")
     assert "warning: train.max_steps=2 stops the run inside the lr warm-up (3 steps)" in r.stdout
-    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=4")
+    r = run_main("tools/pretrain.py", "--dry-run", f"data.root={photos}", "train.batch_size=2")
     assert "warning" not in r.stdout  # demo.yaml: 1 warm-up epoch of 6
     r = subprocess.run([sys.executable, TOOL, "--help"], capture_output=True, text=True, env=env_for(tmp_path))
     assert "data.root=/data/imagenet/train \\\n      eval.every_epochs=5" in r.stdout  # the examples' line breaks
@@ -187,7 +187,9 @@ def _ctrl_c(proc: subprocess.Popen) -> None:
 @pytest.mark.e2e
 def test_ctrl_c_checkpoints_at_the_current_step_and_exits_130(photos, tmp_path):
     out = tmp_path / "runs" / "c"
-    args = photo_overrides(photos, out, train__epochs=4, train__checkpoint_every=100, data__num_workers=1)
+    args = photo_overrides(
+        photos, out, train__epochs=4, train__batch_size=2, train__checkpoint_every=100, data__num_workers=1
+    )
     log = tmp_path / "run.log"
     with open(log, "w") as f:
         proc = subprocess.Popen(

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 from r2o_pretrain.build import dry_run_plan
-from r2o_pretrain.config import ConfigError, describe_keys, load_config
+from r2o_pretrain.config import Config, ConfigError, describe_keys, load_config
 from r2o_pretrain.data.folder import BadImageError, DatasetError
 from r2o_pretrain.engine.checkpoint import CheckpointError
 from r2o_pretrain.engine.preemption import EXIT_INTERRUPTED
@@ -110,7 +110,7 @@ def eval_cost_line(cfg, num_examples: int) -> str:
     return describe_cost(cfg, num_examples, data)
 
 
-def run_config(args: argparse.Namespace):
+def run_config(args: argparse.Namespace) -> Config:
     """The settings of this command line. From scratch: --config (default demo.yaml), then the overrides.
     With --resume and no --config: the resumed run's own saved settings, then the overrides, in the output
     folder the command line names (r2o_pretrain/engine/resume.py)."""

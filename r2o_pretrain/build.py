@@ -55,17 +55,18 @@ def build_training_optimizer(cfg: Config, model: R2O) -> torch.optim.Optimizer:
 
 
 def resolve_data_root(cfg: Config, write_demo: bool = True) -> str:
-    """The folder to train on. With ``data.demo`` the demo scenes are written first if missing and
-    ``write_demo`` (under distribution only the main process writes; the others wait at a barrier)."""
-    if not cfg.data.demo:
-        if not cfg.data.root:
-            raise ConfigError("data.root is empty: give an image folder (data.root=PATH) or use data.demo=true")
+    """The folder (or list file) to train on: ``data.root`` when given, else the demo scenes
+    (``data.demo``), written first if missing and ``write_demo`` (under distribution only the main process
+    writes; the others wait at a barrier)."""
+    if cfg.data.root:
         return cfg.data.root
+    if not cfg.data.demo:
+        raise ConfigError("data.root is empty: give an image folder (data.root=PATH) or use data.demo=true")
     demo_dir = Path(cfg.data.demo_dir)
     if write_demo and not demo_dataset_ready(demo_dir):
         logger.info("writing the demo scenes to %s (tools/make_demo_data.py does the same)", demo_dir)
         write_demo_dataset(demo_dir)
-    return cfg.data.root or str(demo_dir / "images")
+    return str(demo_dir / "images")
 
 
 def build_dataset(cfg: Config, root: str) -> PretrainDataset:
@@ -96,12 +97,9 @@ def dry_run_plan(cfg: Config, world_size: int) -> TrainingPlan:
     (the demo scenes are written first if missing, as training would)."""
     n = cfg.data.num_examples
     if n <= 0:
-        if cfg.data.demo and not demo_dataset_ready(cfg.data.demo_dir):
-            write_demo_dataset(Path(cfg.data.demo_dir))
-        root = cfg.data.root or (str(Path(cfg.data.demo_dir) / "images") if cfg.data.demo else "")
-        if not root:
+        if not cfg.data.root and not cfg.data.demo:
             raise ConfigError("--dry-run needs data.root=PATH (to count the images) or data.num_examples=N")
-        n = len(list_images(root).files)
+        n = len(list_images(resolve_data_root(cfg)).files)
     plan = plan_from_config(cfg, n, world_size)
     if plan.steps_per_epoch < 1:
         raise ConfigError(

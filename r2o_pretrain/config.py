@@ -8,6 +8,7 @@ docs/method.md lists, each of which is a key here that can bring the authors' be
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,15 @@ EXCLUDE_RULES = ("module_type", "official_names")
 BLURS = ("opencv", "pil")
 
 
+def cache_root() -> str:
+    """Where r2o keeps what it can recompute: ``$R2O_CACHE_DIR``, default ``~/.cache/r2o``."""
+    return os.environ.get("R2O_CACHE_DIR") or "~/.cache/r2o"
+
+
+def default_superpixel_cache() -> str:
+    return str(Path(cache_root()) / "superpixels")
+
+
 class ConfigError(ValueError):
     """A setting is unknown or has a value that cannot work; the message says which and why."""
 
@@ -36,8 +46,10 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     root: str = ""  # image folder (recursive) or a text file with one image path per line
-    demo: bool = False  # write the bundled demo scenes to demo_dir if missing and train on them
-    demo_dir: str = "data/demo"  # where the demo scenes live (root defaults to demo_dir/images)
+    # with data.root empty: write the bundled demo scenes to demo_dir if missing and train on them
+    # (a given data.root is what is trained on; the demo is then neither written nor read)
+    demo: bool = False
+    demo_dir: str = "data/demo"  # where the demo scenes live (the run trains on demo_dir/images)
     view_size: int = 224  # crop size of the two augmented views (layer4 map is view_size/32)
     raw_size: int = 224  # size of the un-augmented raw view that feeds the region prior
     crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -48,7 +60,9 @@ class DataConfig:
     slic_input: str = "uint8"
     flip_prob: float = 0.5  # departure: the authors' code flips both views always (a bug), i.e. 1.0
     num_examples: int = -1  # images per epoch for --dry-run without listing data.root (-1: list it)
-    superpixel_cache: str = "~/.cache/r2o/superpixels"  # "" disables the on-disk cache
+    # SLIC label maps on disk, shared by all runs and datasets ("" disables it): under the cache root
+    # $R2O_CACHE_DIR (default ~/.cache/r2o), as the wheel cache
+    superpixel_cache: str = field(default_factory=default_superpixel_cache)
     min_image_size: int = 16  # smaller images are skipped with a warning
     num_workers: int = 4
     pin_memory: bool = True
@@ -135,7 +149,8 @@ class TrainConfig:
     max_steps: int = -1  # stop after this many steps in total (-1: all epochs)
     regions_png: bool = True  # write regions.png at the end
     compile: bool = False  # torch.compile the encoders in place (meant for GPU; first steps compile)
-    # on these signals: finish the step, checkpoint, exit (0 under torchrun, 75 alone); [] to turn off
+    # on these signals: finish the step, checkpoint, exit (0 under torchrun, 75 alone); [] to turn off.
+    # Ctrl-C (SIGINT) always does the same, exiting 130 (a second Ctrl-C exits at once)
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     keep_every_epochs: int = 100  # keep checkpoints/epoch_NNNN.pth every this many epochs (0: only last.pth)
 
@@ -269,24 +284,51 @@ def parse_override(text: str) -> dict[str, Any]:
     return {parts[0]: {parts[1]: value}}
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The {section: {key: value}} mapping of a YAML settings file (not yet applied or validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the YAML file (if any), then ``key=value`` overrides; validated."""
-    cfg = Config()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
-        apply_dict(cfg, values, source=str(path))
+    values = read_config_file(path) if path is not None else {}
+    return config_from_dict(values, overrides, source=str(path))
+
+
+def config_from_dict(
+    values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config"
+) -> Config:
+    """Defaults, then ``values`` ({section: {key: value}}, e.g. a checkpoint's saved settings), then
+    ``key=value`` overrides; validated."""
+    cfg = apply_dict(Config(), values, source=source)
     for text in overrides:
         apply_dict(cfg, parse_override(text), source=f"override '{text}'")
     validate(cfg)
     return cfg
+
+
+def known_settings(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``values`` without the sections and keys this version does not have (a run saved by another r2o),
+    and the ``section.key`` names left out."""
+    base, kept, dropped = Config(), {}, []
+    for section, entries in values.items():
+        sub = getattr(base, section, None) if not str(section).startswith("_") else None
+        if sub is None or not dataclasses.is_dataclass(sub) or not isinstance(entries, dict):
+            dropped.append(str(section))
+            continue
+        names = {f.name for f in dataclasses.fields(sub)}
+        kept[section] = {k: v for k, v in entries.items() if k in names}
+        dropped += [f"{section}.{k}" for k in entries if k not in names]
+    return kept, dropped
 
 
 def validate(cfg: Config) -> None:

@@ -147,6 +147,26 @@ class TrainingPlan:
         """Steps the training loop runs: whole batches per epoch times epochs."""
         return self.epochs * self.steps_per_epoch
 
+    def warmup_warning(self, stop_step: int | None = None) -> str | None:
+        """Why the lr never reaches its peak in this run (None: it does): the warm-up
+        (``optim.warmup_epochs``) is as long as the run or longer, or ``stop_step`` (``train.max_steps``)
+        cuts the run inside it."""
+        w, run = self.warmup_steps, self.run_steps
+        if w == 0:
+            return None
+        if w >= run:
+            return (
+                f"the lr warm-up ({w} steps = warmup_epochs x N // global batch) is not shorter than the run "
+                f"({run} steps): the lr reaches {(run - 1) / w:.0%} of its peak {self.max_lr:.4g} at the last step and "
+                "never decays; lower optim.warmup_epochs (or train more epochs)"
+            )
+        if stop_step is not None and stop_step < w:
+            return (
+                f"train.max_steps={stop_step} stops the run inside the lr warm-up ({w} steps): the lr reaches "
+                f"{(stop_step - 1) / w:.0%} of its peak {self.max_lr:.4g}"
+            )
+        return None
+
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch + 1
 

@@ -163,7 +163,8 @@ def test_resume_names_the_switch_for_a_timm_lars_state(r2o_checkpoint, demo_dir,
     state["optimizer"] = Lars(model.online_parameters(), lr=0.0).state_dict()
     timm_ckpt = tmp_path / "timm_lars.pth"
     torch.save(state, timm_ckpt)
-    r = run_main("tools/pretrain.py", *tiny_overrides(demo_dir / "images", tmp_path / "o"), "--resume", str(timm_ckpt))
+    own = tiny_overrides(demo_dir / "images", tmp_path / "o", train__epochs=1, train__max_steps=2)  # the run's settings
+    r = run_main("tools/pretrain.py", *own, "--resume", str(timm_ckpt))
     assert r.returncode == 2 and str(timm_ckpt) in r.stderr and "optim.lars=timm" in r.stderr
 
 

@@ -190,3 +190,21 @@ def write_cityscapes_polygon_tree(
             )
         )
     return root
+
+
+def write_photo_folder(root: Path, n: int = 12, size: tuple[int, int] = (72, 96), seed: int = 0) -> Path:
+    """A user's own folder of photographs, not the demo: ``n`` random crops of scikit-image's bundled photos
+    resized to ``size`` (h, w), as JPEGs in ``root`` and a ``more/`` subfolder (a recursive listing)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        ph, pw = photo.shape[:2]
+        ch, cw = int(ph * rng.uniform(0.5, 1.0)), int(pw * rng.uniform(0.5, 1.0))
+        y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+        crop = cv2.resize(photo[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        folder = root / ("more" if i % 3 == 2 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop).save(folder / f"photo_{i:03d}.jpg", quality=92)
+    return root

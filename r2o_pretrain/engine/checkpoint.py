@@ -169,3 +169,16 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}; it cannot resume a run")
     return state
+
+
+def read_run_record(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint's entries other than the tensors (step, epoch, config, steps_per_epoch,
+    world_size, ...), read without loading its weights (``mmap``); CheckpointError as ``load_training_state``
+    for a file that is not a readable r2o checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a legacy non-zip file cannot be mapped; a bad one gets load_training_state's message
+        state = load_training_state(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state or "step" not in state:
+        state = load_training_state(path)  # raises with the reason
+    return {k: v for k, v in state.items() if k not in ("model", "optimizer", "scaler")}

@@ -3,14 +3,19 @@
 Schedulers warn before they kill: SLURM sends the signal of ``--signal=USR1@120`` 120 s before the time
 limit and SIGTERM (then SIGKILL after ``KillWait``) on preemption; cloud schedulers send SIGTERM.
 ``PreemptionGuard`` turns each signal named in ``train.preempt_signals`` into a flag (the handler does
-nothing else). After every optimiser step the ranks all-reduce that flag (one tiny collective), so all
-of them stop after the same step, whichever of them got the signal. Rank 0 then writes the checkpoint
+nothing else but, for Ctrl-C, write one line to the terminal). After every optimiser step the ranks
+all-reduce that flag (one tiny collective), so all of them stop after the same step, whichever of them got the signal. Rank 0 then writes the checkpoint
 (atomically, like every checkpoint) and the marker ``checkpoints/PREEMPTED`` (JSON: step, signal), and
 every rank exits with
 
 * **exit code 0 under torchrun**: a non-zero worker exit makes torchrun restart the whole group in
   place (``--max-restarts``) instead of ending the job step, so the job could not be requeued;
 * **exit code 75** (``EX_TEMPFAIL``, "try again later") for a single process (``python tools/pretrain.py``).
+
+**Ctrl-C** (SIGINT) is caught the same way whatever ``train.preempt_signals`` says: the run finishes its
+step, writes the checkpoint and the marker, and exits with **130** (128 + SIGINT, what a shell reports for
+Ctrl-C; 0 under torchrun), without a traceback. A second Ctrl-C exits at once (``os._exit(130)``), losing
+the steps since the last checkpoint.
 
 The marker is what a job script looks at to requeue (``tools/slurm/pretrain.sbatch``); the requeued run's
 ``--resume auto`` continues exactly and removes it at its start.
@@ -44,6 +49,7 @@ from .distributed import DistInfo, any_true
 logger = logging.getLogger("r2o")
 
 EXIT_PREEMPTED_SINGLE_PROCESS = 75  # EX_TEMPFAIL
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C, as shells report it
 EXIT_PREEMPTED_UNDER_TORCHRUN = 0
 MARKER_NAME = "PREEMPTED"
 
@@ -63,9 +69,12 @@ def parse_signals(names: Sequence[str]) -> list[signal.Signals]:
     return out
 
 
-def preempted_exit_code() -> int:
-    """0 in a torchrun worker (no in-place restart of the group), 75 in a single process."""
-    return EXIT_PREEMPTED_UNDER_TORCHRUN if "TORCHELASTIC_RUN_ID" in os.environ else EXIT_PREEMPTED_SINGLE_PROCESS
+def preempted_exit_code(received: signal.Signals | None = None) -> int:
+    """0 in a torchrun worker (no in-place restart of the group); in a single process 130 after Ctrl-C
+    (SIGINT), else 75."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return EXIT_PREEMPTED_UNDER_TORCHRUN
+    return EXIT_INTERRUPTED if received == signal.SIGINT else EXIT_PREEMPTED_SINGLE_PROCESS
 
 
 def read_marker(checkpoint_dir: str | os.PathLike) -> dict | None:
@@ -92,10 +101,16 @@ class IgnoreSignalsThen:
 
 
 class PreemptionGuard:
-    """Install at the start of training; ask ``stop_requested()`` on every rank after every step."""
+    """Install at the start of training; ask ``stop_requested()`` on every rank after every step.
 
-    def __init__(self, signal_names: Sequence[str], info: DistInfo, checkpoint_dir: str | os.PathLike) -> None:
+    ``ctrl_c``: catch SIGINT too (Ctrl-C checkpoints; a second one exits at once)."""
+
+    def __init__(
+        self, signal_names: Sequence[str], info: DistInfo, checkpoint_dir: str | os.PathLike, ctrl_c: bool = True
+    ) -> None:
         self.signals = parse_signals(signal_names)
+        if ctrl_c and signal.SIGINT not in self.signals:
+            self.signals.append(signal.SIGINT)
         self.info = info
         self.marker = Path(checkpoint_dir) / MARKER_NAME
         self.received: signal.Signals | None = None
@@ -104,8 +119,13 @@ class PreemptionGuard:
         self._worker_init_fn: Callable[[int], None] | None = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and self.received is not None:  # Ctrl-C after a signal: exit now
+            os.write(2, b"\nsecond Ctrl-C: exiting now, without a checkpoint of the steps since the last one\n")
+            os._exit(EXIT_INTERRUPTED)
         if self.received is None:
             self.received = signal.Signals(signum)
+            if signum == signal.SIGINT:  # the step in progress can take a while: say what is happening
+                os.write(2, b"\nCtrl-C: stopping after this step with a checkpoint (Ctrl-C again: exit at once)\n")
 
     def install(self, loader: DataLoader | None = None) -> None:
         """Catch the signals here, ignore them in ``loader``'s worker processes; rank 0 removes the marker
@@ -137,7 +157,7 @@ class PreemptionGuard:
 
     def exit(self, step: int, checkpoint: str | os.PathLike) -> NoReturn:
         """After the checkpoint of ``step`` is written: rank 0 writes the marker; raise ``Preempted``."""
-        code = preempted_exit_code()
+        code = preempted_exit_code(self.received)
         name = self.received.name if self.received is not None else "a signal on another rank"
         if self.info.is_main:
             record = {"step": step, "signal": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -42,17 +42,20 @@ class MetricsLog:
     hidden from TensorBoard (``purge_step``): each step and evaluation is logged once, as an uninterrupted run
     logs it. A run that starts from scratch (``resumed_at=None``) in a folder that holds another run's
     ``metrics.jsonl`` moves that file aside to ``metrics.<time>.jsonl`` (nothing is lost) and hides the old
-    TensorBoard points, so the folder's curves are this run's.
+    TensorBoard points, so the folder's curves are this run's; so does a resumed run whose steps were
+    ``renumbered`` (other steps per epoch after --resume-with-changes), whose step axis is its new plan's.
     """
 
-    def __init__(self, out_dir: Path, enabled: bool = True, resumed_at: int | None = None) -> None:
+    def __init__(
+        self, out_dir: Path, enabled: bool = True, resumed_at: int | None = None, renumbered: bool = False
+    ) -> None:
         self.enabled = enabled
         self.file = None
         self.tb = None
         if not enabled:
             return
         path = out_dir / "metrics.jsonl"
-        fresh_over_old = resumed_at is None and path.is_file() and path.stat().st_size > 0
+        fresh_over_old = (resumed_at is None or renumbered) and path.is_file() and path.stat().st_size > 0
         if fresh_over_old:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             kept_as = out_dir / f"metrics.{stamp}.jsonl"
@@ -61,12 +64,14 @@ class MetricsLog:
                 kept_as, n = out_dir / f"metrics.{stamp}-{n}.jsonl", n + 1
             path.replace(kept_as)
             logging.getLogger("r2o").warning(
-                "%s held an earlier run's records; this run starts from scratch (no --resume), so they were moved "
-                "to %s",
+                "%s held an earlier run's records; %s, so they were moved to %s",
                 path,
+                "this resumed run numbers its steps by its new plan"
+                if renumbered
+                else "this run starts from scratch (no --resume)",
                 kept_as.name,
             )
-        if resumed_at is not None and path.is_file():
+        if resumed_at is not None and not renumbered and path.is_file():
             kept = [r for r in read_metrics(out_dir) if r.get("step", 0) <= resumed_at]
             tmp = path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))

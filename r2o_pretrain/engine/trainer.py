@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..build import build_dataset, build_model, build_training_optimizer, resolve_data_root
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data.dataset import build_loader
 from ..data.device_augment import batch_on_device, normalize_images
 from ..eval.online import OnlineEvaluator, check_eval_data
@@ -36,12 +36,14 @@ from .checkpoint import (
     clear_finished,
     load_training_state,
     mark_finished,
+    read_run_record,
     save_checkpoint,
     training_state,
     unfinished_run_problem,
 )
 from .distributed import all_true, any_true, barrier, cleanup, init_distributed
 from .preemption import PreemptionGuard
+from .resume import ALLOW_FLAG, check_changes, renumbered_step, resume_checkpoint
 from .run_log import MetricsLog, logged_evaluations, setup_logging
 
 logger = logging.getLogger("r2o")
@@ -93,8 +95,11 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, resume: str | None = None) -> None:
+    def __init__(self, cfg: Config, resume: str | None = None, allow_changes: bool = False) -> None:
+        """``resume``: None, "auto" or a checkpoint path; ``allow_changes``: resume even with settings that
+        change the run's meaning (``--resume-with-changes``; r2o_pretrain/engine/resume.py)."""
         self.cfg = cfg
+        self.allow_changes = allow_changes
         self.info = init_distributed(cfg.train.device)
         self.out = Path(cfg.train.output_dir)
         if self.info.is_main:
@@ -103,9 +108,14 @@ class Trainer:
         setup_logging(self.out if self.info.is_main else None, self.info.rank)
         if not resume:
             self._check_no_unfinished_run()  # first: before listing a large dataset or decoding the eval set
+        self.resume_from = self._find_resume(resume)
+        if self.resume_from is not None:  # settings that change the run are refused before any data is read
+            self.run_record = read_run_record(self.resume_from)
+            check_changes(self.run_record["config"], cfg, str(self.resume_from), allow_changes)
+            self._check_unchanged("the world size", self.run_record.get("world_size"), self.info.world_size)
         t = cfg.train
         self.device = self.info.device
-        root = resolve_data_root(cfg, write_demo=self.info.is_main)
+        root = self.data_root = resolve_data_root(cfg, write_demo=self.info.is_main)
         barrier(self.info)  # the main process has written the demo scenes, if asked to
         self.eval_data = check_eval_data(cfg)  # every rank: bad eval folders stop here, before any step
         self.dataset = build_dataset(cfg, root)
@@ -148,7 +158,7 @@ class Trainer:
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
-        self.resume_from = self._find_resume(resume)
+        self.renumbered = False  # a resume with other steps per epoch: the log's step axis starts anew
         if self.resume_from is not None:
             self._load(self.resume_from)
         self.net: torch.nn.Module = self.model
@@ -160,18 +170,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
     def _find_resume(self, resume: str | None) -> Path | None:
-        if not resume:
-            return None
-        if resume == "auto":
-            path = self.out / "checkpoints" / "last.pth"
-            if path.is_file():
-                return path
-            logger.info("--resume auto: no checkpoint in %s, starting from scratch", path.parent)
-            return None
-        path = Path(resume)
-        if not path.is_file():
-            raise CheckpointError(f"--resume {path}: no such file")
+        path = resume_checkpoint(self.out, resume)
+        if resume == "auto" and path is None:
+            logger.info("--resume auto: no checkpoint in %s, starting from scratch", self.out / "checkpoints")
         return path
+
+    def _check_unchanged(self, what: str, old: int | None, new: int) -> None:
+        """A quantity of the run that no setting names (world size, images, steps per epoch): ConfigError
+        when it changed and the resume does not allow changes (None: a checkpoint that predates the entry)."""
+        if old is None or old == new:
+            return
+        if not self.allow_changes:
+            raise ConfigError(
+                f"resuming {self.resume_from}: {what} changed ({old} → {new}), which changes the run's plan. "
+                f"Resume with what the run had, or add {ALLOW_FLAG} to continue it so on purpose"
+            )
+        logger.warning("resuming with %s changed (%d → %d) (%s)", what, old, new, ALLOW_FLAG)
 
     def _check_no_unfinished_run(self) -> None:
         """A run from scratch must not replace an unfinished run's checkpoint (a requeue script without
@@ -200,11 +214,50 @@ class Trainer:
             raise CheckpointError(f"{path}: its optimizer state does not fit this run: {exc}") from exc
         if "scaler" in state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        changed = _config_changes(state["config"], self.cfg.to_dict())
-        if changed:
-            logger.warning("resuming with settings that differ from the checkpoint's: %s", "; ".join(changed))
-        logger.info("resumed from %s at step %d (epoch %d)", path, self.step, self.step // self.steps_per_epoch)
+        self._resume_position(int(state["step"]), state.get("steps_per_epoch"), state.get("num_examples"))
+        logger.info("resumed from %s at step %d (%s)", path, self.step, self._position(self.step))
+
+    def _resume_position(self, step: int, old_spe: int | None, old_images: int | None) -> None:
+        """``self.step`` from the checkpoint's step. With other steps per epoch (a changed batch size,
+        world size or data; allowed by --resume-with-changes) the run continues at the start of the epoch
+        after the last finished one, in the new plan's steps (resume.renumbered_step), and its log's steps
+        are renumbered from there (MetricsLog(renumbered=True))."""
+        self._check_unchanged("the number of images", old_images, len(self.dataset))
+        self.step = step
+        if old_spe is not None and old_spe != self.steps_per_epoch:
+            if not self.allow_changes:  # (a changed batch size, world size or image count is refused above)
+                self._check_unchanged("the steps per epoch", old_spe, self.steps_per_epoch)
+            epochs_done = step // old_spe
+            self.step = renumbered_step(step, epochs_done, old_spe, self.steps_per_epoch)
+            self.renumbered = True
+            redo = step - epochs_done * old_spe
+            logger.warning(
+                "steps per epoch %d → %d: the checkpoint's step %d (%d epoch(s) done%s) continues as step %d of "
+                "the new plan; metrics.jsonl starts anew (the earlier records are kept aside)",
+                old_spe,
+                self.steps_per_epoch,
+                step,
+                epochs_done,
+                f", and {redo} step(s) of epoch {epochs_done + 1}, which run again" if redo else "",
+                self.step,
+            )
+        if self.step > self.stop_step:
+            raise ConfigError(
+                f"{self.resume_from} is at step {self.step} ({self._position(self.step)}), past the end of this "
+                f"run at step {self.stop_step} (train.epochs={self.cfg.train.epochs}, "
+                f"train.max_steps={self.cfg.train.max_steps}): resume with the run's own train.epochs"
+            )
+
+    def _position(self, step: int) -> str:
+        """'epoch 8 of 20, 1 of its 3 steps done' for the step count ``step`` (the last step done is in
+        epoch 8: what the progress bar and metrics.jsonl said), or 'the end of epoch 7 of 20'."""
+        if step == 0:
+            return f"before epoch 1 of {self.cfg.train.epochs}"
+        epoch = self.plan.epoch_of(step - 1)
+        done = step - (epoch - 1) * self.steps_per_epoch
+        if done == self.steps_per_epoch:
+            return f"the end of epoch {epoch} of {self.cfg.train.epochs}"
+        return f"epoch {epoch} of {self.cfg.train.epochs}, {done} of its {self.steps_per_epoch} steps done"
 
     def _save(self, epoch: int) -> None:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
@@ -224,6 +277,8 @@ class Trainer:
                     {
                         "steps_per_epoch": self.steps_per_epoch,  # tells a reader which epoch the last step was in
                         "stop_step": self.stop_step,  # step == stop_step: the run finished
+                        "world_size": self.info.world_size,  # a resume checks these two (resume.py)
+                        "num_examples": len(self.dataset),
                         **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
                     },
                 ),
@@ -280,7 +335,7 @@ class Trainer:
         if info.is_main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         resumed_at = self.step if self.resume_from is not None else None
-        self.metrics = MetricsLog(self.out, enabled=info.is_main, resumed_at=resumed_at)
+        self.metrics = MetricsLog(self.out, enabled=info.is_main, resumed_at=resumed_at, renumbered=self.renumbered)
         self.losses: list[float] = []
         self.skipped_total = 0
         self._log_run_header()
@@ -290,6 +345,8 @@ class Trainer:
         self._setup_online_eval()
         try:
             epoch = self.step // self.steps_per_epoch  # epochs completed (the plan numbers epochs from 1)
+            if self.renumbered:  # the checkpoint in the new plan's steps (a run resumed at its end finishes so)
+                self._save(epoch)
             self._evaluate_if_due()  # a resumed run first makes up an evaluation that a kill cut short
             while self.step < self.stop_step:
                 self.train_one_epoch(epoch)
@@ -319,6 +376,16 @@ class Trainer:
             cfg.model.method,
             self.device,
             info.world_size,
+        )
+        warmup = p.warmup_warning(self.stop_step if cfg.train.max_steps >= 0 else None)
+        if warmup:
+            logger.warning("%s", warmup)
+        cache = cfg.data.superpixel_cache
+        logger.info(
+            "data: %s%s; superpixel cache: %s",
+            self.data_root,
+            "" if cfg.data.root else " (the demo scenes)",
+            os.path.expanduser(cache) if cache else "off (data.superpixel_cache is empty)",
         )
         if self.dataset.skipped_non_images:
             logger.warning("%d non-image files were skipped at listing", len(self.dataset.skipped_non_images))
@@ -515,17 +582,7 @@ class Trainer:
         return save_png(grid, self.out / "regions.png")
 
 
-def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_changes(a, b, f"{prefix}{key}.")
-        elif a != b and key not in ("output_dir", "kill_at_step", "max_steps"):
-            out.append(f"{prefix}{key}: {a!r} → {b!r}")
-    return out
-
-
-def train(cfg: Config, resume: str | None = None) -> TrainResult:
-    """Build a Trainer for ``cfg`` (resuming from ``resume``: None, "auto" or a path) and run it."""
-    return Trainer(cfg, resume).fit()
+def train(cfg: Config, resume: str | None = None, allow_changes: bool = False) -> TrainResult:
+    """Build a Trainer for ``cfg`` (resuming from ``resume``: None, "auto" or a path; ``allow_changes``:
+    --resume-with-changes) and run it."""
+    return Trainer(cfg, resume, allow_changes).fit()

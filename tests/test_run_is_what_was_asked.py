@@ -142,7 +142,8 @@ def test_renumbered_step_keeps_the_finished_epochs():
     assert renumbered_step(22, 7, 3, 6) == 42  # 7 epochs done → the start of epoch 8 of the new plan
     assert renumbered_step(60, 20, 3, 6) == 120  # a finished 20-epoch run stays finished
     assert Change("train.log_every", 5, 1).harmless and Change("eval.every_epochs", 0, 1).harmless
-    assert not Change("train.max_steps", -1, 10).harmless and not Change("data.root", "a", "b").harmless
+    assert Change("train.max_steps", -1, 10).harmless  # a stop point, not the plan: training in chunks
+    assert not Change("train.epochs", 2, 3).harmless and not Change("data.root", "a", "b").harmless
 
 
 def test_dry_run_with_a_data_root_writes_no_demo_and_warns_of_a_long_warm_up(photos, tmp_path, monkeypatch):

@@ -6,9 +6,10 @@ a ``--config`` file is given; ``key=value`` overrides apply on top. Each setting
 saved run's is a change of one of two kinds:
 
 * **harmless** (``HARMLESS``): how the run is watched, where it writes, how fast it loads — logging and
-  picture cadence, checkpoint cadence and retention, output folder, preemption signals, loader workers,
+  picture cadence, checkpoint cadence and retention, output folder, where this invocation stops
+  (``train.max_steps``: the plan is the epochs'), preemption signals, loader workers,
   the superpixel cache's folder, the online evaluation. Applied, with a note in the log.
-* **the run's meaning**: everything else (data, batch size, epochs and max_steps, method, model,
+* **the run's meaning**: everything else (data, batch size, epochs, method, model,
   curriculum, optimiser, precision, device, seed...). Refused with ``ConfigError`` (exit 2), each change
   named (``old → new``), unless the resume is asked for with ``--resume-with-changes``; the world size and
   the number of steps per epoch (a changed batch size or data folder) are checked the same way by the
@@ -33,6 +34,7 @@ ALLOW_FLAG = "--resume-with-changes"
 
 HARMLESS = (
     "train.output_dir",
+    "train.max_steps",  # where this invocation stops; the plan (lr, tau, K) is the epochs' (training in chunks)
     "train.log_every",
     "train.image_log_every",
     "train.checkpoint_every",

@@ -40,7 +40,7 @@ from .checkpoint import (
     training_state,
     unfinished_run_problem,
 )
-from .distributed import all_true, any_true, barrier, cleanup, init_distributed
+from .distributed import all_true, any_true, barrier, cleanup, init_distributed, union_across_ranks
 from .preemption import PreemptionGuard
 from .run_log import MetricsLog, logged_evaluations, setup_logging
 
@@ -272,7 +272,7 @@ class Trainer:
         resumed_at = self.step if self.resume_from is not None else None
         self.metrics = MetricsLog(self.out, enabled=info.is_main, resumed_at=resumed_at)
         self.losses: list[float] = []
-        self.skipped_total = 0
+        self.unreadable: dict[str, str] = {}  # path → reason of every file skipped so far (warned once each)
         self._log_run_header()
         self.model.train()
         self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
@@ -321,8 +321,13 @@ class Trainer:
         if is_main:
             mark_finished(self.checkpoint_path, self.step)  # a later run from scratch may replace this one
         logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
-        if self.skipped_total:
-            logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)
+        skipped = union_across_ranks(set(self.unreadable), self.info)  # distinct files, every process's
+        if skipped and is_main:
+            logger.warning(
+                "%d unreadable image file(s) were skipped in this run (each named once above; the loader used the "
+                "next file in their place)",
+                len(skipped),
+            )
         return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses, is_main)
 
     def train_one_epoch(self, epoch: int) -> None:
@@ -449,10 +454,12 @@ class Trainer:
             self.preemption.exit(self.step, self.checkpoint_path)
 
     # ------------------------------------------------------------------ hooks after each step
-    def _warn_skipped(self, skipped: list[str]) -> None:
-        self.skipped_total += len(skipped)
-        for msg in skipped:
-            logger.warning("skipped: %s", msg)
+    def _warn_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        """Warn once per file (its first time in any epoch or loader worker) and remember it."""
+        for path, reason in skipped:
+            if path not in self.unreadable:
+                self.unreadable[path] = reason
+                logger.warning("skipped (for the rest of the run): %s", reason)
 
     def _log(self, result: StepResult, images_per_s: float) -> None:
         """metrics.jsonl every step; TensorBoard scalars every ``train.log_every`` steps and at step 1."""
@@ -461,7 +468,7 @@ class Trainer:
             "epoch": result.values.epoch,
             **result.record(),
             "images_per_s": images_per_s,
-            "skipped_images": self.skipped_total,
+            "skipped_images": len(self.unreadable),  # distinct files so far (this process's)
         }
         self.metrics.write(record, scalars=self.step % self.cfg.train.log_every == 0 or self.step == 1)
 

@@ -31,6 +31,7 @@ from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
+from ..weights.writers import torchvision_loading
 from .checkpoint import (
     CheckpointError,
     clear_finished,
@@ -500,6 +501,7 @@ class Trainer:
         # plain NCHW CPU tensors: loads with a bare torch.load anywhere, whatever the training layout/device
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.online_encoder.state_dict().items()}
         atomic_save(state, path)
+        logger.info("backbone export %s (torchvision format): %s", path, torchvision_loading(path, state))
         return path
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from .errors import ConversionError
 from .files import read_weights_file
 from .formats import ResNetWeights, read_resnet_weights, resnet_weights_from
 from .report import LoadReport
-from .writers import to_detectron2, to_mmseg, to_torchvision, write_weights
+from .writers import to_detectron2, to_mmseg, to_torchvision, torchvision_loading, write_weights
 
 __all__ = [
     "ConversionError",
@@ -26,5 +26,6 @@ __all__ = [
     "to_detectron2",
     "to_mmseg",
     "to_torchvision",
+    "torchvision_loading",
     "write_weights",
 ]

@@ -163,3 +163,16 @@ def test_mmseg_backbone_refuses_unreadable_files_by_name(bad_files):
         with pytest.raises(ConversionError) as err:
             backbone.init_weights()
         assert str(path) in str(err.value), path
+
+
+def test_mmseg_runner_checkpoint_loading_names_unreadable_files(bad_files):
+    """``load_from`` / ``mim test --checkpoint`` / ``--resume``: mmengine's own loader, errors named by R2ORunner."""
+    import pickle
+
+    from r2o_mmseg.runner import R2ORunner
+
+    runner = object.__new__(R2ORunner)  # the file is read before the runner's state is used
+    for path in _sample(bad_files, 40):
+        with pytest.raises((ConversionError, pickle.UnpicklingError)) as err:
+            runner.load_checkpoint(str(path))
+        assert str(path) in str(err.value), (path, err.value)

@@ -130,7 +130,8 @@ def test_command_lines_exit_2_naming_every_unreadable_file(bad_files, tmp_path):
 
 def test_pretrain_resume_exits_2_naming_an_unreadable_file(bad_files, demo_dir, tmp_path):
     for path in (bad_files[0], next(p for p in bad_files if p.name.startswith("zip_cut_"))):
-        r = run_main("tools/pretrain.py", "--resume", str(path), *tiny_overrides(demo_dir / "images", tmp_path / "run"))
+        overrides = tiny_overrides(demo_dir / "images", tmp_path / "run", data__demo="false")
+        r = run_main("tools/pretrain.py", "--resume", str(path), *overrides)
         assert r.returncode == 2 and str(path) in r.stderr, r.stderr[-2000:]
 
 

@@ -85,10 +85,12 @@ def _library_globals(refused: str | None, tried: set[str]) -> tuple[str, list[An
     return None
 
 
-def _torch_load_weights_only(path: Path, safe_globals: list[Any]) -> Any:
-    """``torch.load(weights_only=True)`` with ``safe_globals``; a file that names numpy's or mmengine's
-    checkpoint globals is read again with exactly those added."""
-    tried: set[str] = set()
+def _torch_load_weights_only(path: Path, safe_globals: list[Any], zipped: bool) -> Any:
+    """``torch.load(weights_only=True)`` with ``safe_globals``; a zip (torch's format, mmengine's files) that
+    names numpy's or mmengine's checkpoint globals is read again with exactly those added. (A plain pickle,
+    e.g. detectron2's .pkl of numpy arrays, is not retried: torch would parse all of it only to find no
+    torch magic number; ``read_weights_pickle`` reads it.)"""
+    tried: set[str] = set() if zipped else {"numpy", MMENGINE_MODULE}
     extra: list[Any] = []
     while True:
         try:
@@ -132,7 +134,7 @@ def read_weights_file(path: str | os.PathLike, allow_pickle: bool = False, safe_
         raise ConversionError(f"{path} cannot be opened: {exc}") from exc
     safe_globals = list(safe_globals)
     try:
-        return _torch_load_weights_only(path, safe_globals)
+        return _torch_load_weights_only(path, safe_globals, zipped)
     except LibraryMissingError as exc:
         if allow_pickle:
             return _full_unpickle(path, str(exc))

@@ -1,5 +1,8 @@
 """``R2ORunner``: mmengine's Runner whose checkpoint errors name the file and the way out.
 
+A file that is no readable checkpoint at all (text, random bytes, a truncated copy) is a ConversionError
+naming it, as in every other reader of this project (``r2o_pretrain.weights.read_weights_file`` says why).
+
 Configs select it with ``runner_type = "R2ORunner"``. mmengine's own checkpoints load under torch's
 ``weights_only=True`` for ``--resume``, ``load_from`` and ``mim test`` alike, through the allow-list that
 importing ``r2o_mmseg`` installs (``safe_globals.py``); everything else is mmengine's Runner.
@@ -8,11 +11,26 @@ importing ``r2o_mmseg`` installs (``safe_globals.py``); everything else is mmeng
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 from collections.abc import Iterator
 
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
+
+from r2o_pretrain.weights import ConversionError, read_weights_file
+
+
+def _unreadable_file_problem(filename: str) -> str | None:
+    """Why a local ``filename`` is not a readable checkpoint (r2o's reader, weights only); None when it is one
+    or is not a local file (a URL: mmengine's own error stands)."""
+    if not os.path.isfile(filename):
+        return None
+    try:
+        read_weights_file(filename)
+    except ConversionError as exc:
+        return str(exc)
+    return None
 
 
 @contextlib.contextmanager
@@ -26,6 +44,11 @@ def _naming(filename: str, what: str) -> Iterator[None]:
             "load as they are; a file that needs more can run code when unpickled: load only files you trust, "
             "and re-save their 'state_dict' plainly."
         ) from exc
+    except Exception as exc:  # a text file, random bytes, a truncated copy: torch raises any type for them
+        problem = None if isinstance(exc, ConversionError) else _unreadable_file_problem(filename)
+        if problem is None:
+            raise
+        raise ConversionError(f"{what} {problem}") from exc
 
 
 class R2ORunner(Runner):

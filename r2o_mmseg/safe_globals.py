@@ -1,50 +1,26 @@
 """Let mmengine's own checkpoints load under torch's ``weights_only=True`` default (torch >= 2.6).
 
 mmengine saves its message hub (``HistoryBuffer``) and numpy arrays and scalars in ``meta``. Instead of
-turning the protection off, these known classes are allow-listed for every load (``mim test``,
-``load_from``, ``--resume``, mmseg's ``init_model``). ``HistoryBuffer`` also stores its statistics methods,
-which pickle (protocol 2) writes as ``getattr(HistoryBuffer, "mean")``. ``getattr`` itself is never
-allow-listed: the name ``builtins.getattr`` is bound to :func:`history_buffer_statistic`, which returns
-only those methods of ``HistoryBuffer`` and refuses everything else, so a file cannot reach any other
-attribute or run code. Which file is trusted is never decided by where it lies.
+turning the protection off, exactly these globals are allow-listed for every load (``mim test``,
+``load_from``, ``--resume``, mmseg's ``init_model``). The list lives once in
+``r2o_pretrain.weights.library_globals`` (tools/convert.py and tools/eval_unsup_seg.py read the same files
+with it); ``getattr`` is never allow-listed, only bound to a guard that yields ``HistoryBuffer``'s
+statistics methods. Which file is trusted is never decided by where it lies.
 """
 
 from __future__ import annotations
 
-import codecs
-import pickle
-
-import numpy as np
 import torch
-from mmengine.logging.history_buffer import HistoryBuffer
 
-_np_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed numpy.core
+from r2o_pretrain.weights.library_globals import (
+    HISTORY_BUFFER_STATISTICS,
+    history_buffer_statistic,
+    mmengine_checkpoint_globals,
+)
 
-MMENGINE_CLASSES = [
-    HistoryBuffer,
-    np.ndarray,
-    np.dtype,
-    _np_core.multiarray._reconstruct,
-    _np_core.multiarray.scalar,
-    codecs.encode,
-    *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_, np.uint8)},
-]
+MMENGINE_GLOBALS = mmengine_checkpoint_globals()
 
-# HistoryBuffer's own statistics (mmengine registers these four in _set_default_statistics)
-HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
-
-
-def history_buffer_statistic(owner: object, name: str):
-    """What ``getattr(owner, name)`` in a checkpoint may yield: a statistics method of ``HistoryBuffer``, nothing else."""
-    if owner is HistoryBuffer and (name in HISTORY_BUFFER_STATISTICS or name in HistoryBuffer._statistics_methods):
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f"the checkpoint asks for getattr({owner!r}, {name!r}); only HistoryBuffer's statistics methods are "
-        "allowed under weights_only loading (a file written by mmengine needs nothing else)."
-    )
-
-
-MMENGINE_GLOBALS = [*MMENGINE_CLASSES, (history_buffer_statistic, "builtins.getattr")]
+__all__ = ["HISTORY_BUFFER_STATISTICS", "MMENGINE_GLOBALS", "allow_mmengine_checkpoints", "history_buffer_statistic"]
 
 
 def allow_mmengine_checkpoints() -> None:

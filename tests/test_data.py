@@ -65,7 +65,7 @@ def test_dataset_skips_bad_files_and_names_them(tmp_path):
         s = ds[i]
         assert s["views"].shape == (2, 3, 32, 32) and s["superpixels"].shape == (32, 32)
         skipped += s["skipped"]
-    names = " ".join(skipped)
+    names = " ".join(reason for _, reason in skipped)
     assert "corrupt.jpg" in names and "truncated.jpg" in names and "tiny.png" in names
     assert "good.jpg" not in names and "cmyk.jpg" not in names
 

@@ -16,6 +16,11 @@ Examples:
   python tools/convert.py last.pth target_r50.pth --to torchvision --encoder target
   python tools/convert.py R-50.pkl r50_supervised_mmseg.pth --to mmseg   # detectron2 torchvision-layout .pkl
 
+A torchvision output holds the backbone without the classifier: load it with
+  torchvision.models.resnet50().load_state_dict(torch.load(PATH, weights_only=True), strict=False)
+(it then reports missing exactly fc.weight and fc.bias, the classifier; convert prints this call with the
+file's depth and path).
+
 Exit codes: 0 written; 2 refused (unreadable, incomplete or unsafe input, bad arguments); 1 other failure.
 """
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from r2o_pretrain.weights import ConversionError, read_resnet_weights, write_weights
+from r2o_pretrain.weights import ConversionError, read_resnet_weights, torchvision_loading, write_weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({args.to})")
+    if args.to == "torchvision":
+        print(f"  {torchvision_loading(out, weights.state)}")
     return 0
 
 

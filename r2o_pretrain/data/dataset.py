@@ -7,7 +7,6 @@ a start offset in the sampler this lets ``--resume`` continue a killed run with 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,22 +15,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..seeding import sample_seed
-from .folder import BadImageError, DatasetError, list_images
+from .folder import BadImageError, DatasetError, list_images, open_rgb
 from .segment_counts import SegmentCounts
 from .superpixels import SuperpixelCache
 from .views import TwoViewTransform
-
-logger = logging.getLogger(__name__)
-
-MAX_FALLBACKS = 64
 
 
 class PretrainDataset(Dataset):
     """Images under ``root`` → dicts with views, boxes, raw, superpixels (see TwoViewTransform; views and
     raw are uint8 pictures, normalised on the device by ``device_augment.batch_on_device``).
 
-    A file that cannot be used is skipped with a warning naming it; the next file takes its place
-    (so batch sizes stay equal across processes) and the sample records the skip in ``"skipped"``.
+    A file that cannot be used is skipped: the next usable file takes its place (so batch sizes stay equal
+    across processes) and the sample lists ``(path, reason)`` of every file it skipped in ``"skipped"``.
+    The dataset logs nothing itself (its samples are made in loader workers, once per epoch): the training
+    loop warns once per file and counts distinct files. A dataset none of whose files decodes is a
+    ``DatasetError`` at construction, before any step.
     """
 
     def __init__(
@@ -43,6 +41,7 @@ class PretrainDataset(Dataset):
         min_image_size: int = 16,
     ) -> None:
         listing = list_images(root)
+        self.root = str(root)
         self.files = listing.files
         self.skipped_non_images = listing.skipped_non_images
         self.transform = transform
@@ -50,6 +49,24 @@ class PretrainDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.min_image_size = min_image_size
+        self.unreadable: dict[str, str] = {}  # path → reason, as found by this process (each worker has its own)
+        self._check_some_file_decodes()
+
+    def _check_some_file_decodes(self) -> None:
+        """Decode files in order until one is an image (usually the first); raise DatasetError when none is."""
+        for path in self.files:
+            try:
+                open_rgb(path, self.min_image_size)
+                return
+            except BadImageError as exc:
+                self.unreadable[path] = str(exc)
+        first = next(iter(self.unreadable.values()))
+        raise DatasetError(
+            f"none of the {len(self.files)} image files under {self.root} can be used as an image (first: {first}). "
+            "They may be corrupt or truncated, not images at all (a web page or text saved as .jpg), or smaller "
+            f"than data.min_image_size={self.min_image_size}. Point data.root at a folder (or list file) of "
+            "decodable images: JPEG, PNG, BMP, GIF, TIFF, WebP."
+        )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -70,20 +87,26 @@ class PretrainDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        skipped: list[str] = []
-        for attempt in range(MAX_FALLBACKS):
+        """The sample of ``index``, or of the next usable file; ``"skipped"``: [(path, reason)] passed over.
+        A file found unusable once is not decoded again by this process."""
+        skipped: list[tuple[str, str]] = []
+        for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)
+            path = self.files[i]
+            if path in self.unreadable:
+                skipped.append((path, self.unreadable[path]))
+                continue
             try:
                 sample = self.load(i)
             except BadImageError as exc:
-                logger.warning("skipping %s", exc)
-                skipped.append(str(exc))
+                self.unreadable[path] = str(exc)
+                skipped.append((path, str(exc)))
                 continue
             sample["skipped"] = skipped
             return sample
-        raise BadImageError(
-            f"{MAX_FALLBACKS} consecutive files from {self.files[index]} on could not be read "
-            f"(last: {skipped[-1]}); check the dataset."
+        raise BadImageError(  # every file became unreadable after the check at construction (deleted, ...)
+            f"none of the {len(self.files)} files under {self.root} can be read any more (last: {skipped[-1][1]}); "
+            "check the dataset"
         )
 
 
@@ -93,7 +116,7 @@ PICTURES = ("views", "raw")  # uint8 [..., 3, H, W] with channels-last strides
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors (views and raw stay uint8: ``device_augment.batch_on_device`` makes them float on the
-    device); ``skipped`` becomes one flat list of messages for the batch; ``segment_counts`` holds the
+    device); ``skipped`` becomes one flat list of (path, reason) for the batch; ``segment_counts`` holds the
     superpixel counts the step needs as host ints (counted here, in the worker, from the CPU maps)."""
     batch: dict[str, Any] = {k: torch.stack([s[k] for s in samples]) for k in STACKED if k in samples[0]}
     for k in PICTURES:  # stacked in their channels-last layout (a plain copy, no transpose)

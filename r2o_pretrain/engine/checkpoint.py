@@ -20,6 +20,7 @@ import torch
 from ..weights.checkpoint_file import PRETRAIN_FORMAT as FORMAT
 from ..weights.checkpoint_file import PRETRAIN_FORMAT_VERSION as FORMAT_VERSION
 from ..weights.checkpoint_file import atomic_save
+from ..weights.errors import exception_summary
 
 logger = logging.getLogger("r2o")
 
@@ -154,7 +155,7 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign pickle, not a torch file at all
         raise CheckpointError(
-            f"{path} is not a readable r2o training checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            f"{path} is not a readable r2o training checkpoint ({exception_summary(exc)}). "
             "If the run was killed while writing, use the previous checkpoint; to fine-tune from other "
             "weights, see tools/convert.py."
         ) from exc

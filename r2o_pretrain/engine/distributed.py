@@ -86,6 +86,15 @@ def any_true(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def union_across_ranks(items: set[str], info: DistInfo) -> set[str]:
+    """The union of every process's ``items`` (on every process; one all-gather of the sets)."""
+    if not info.distributed:
+        return set(items)
+    gathered: list = [None] * info.world_size
+    dist.all_gather_object(gathered, sorted(items))
+    return set().union(*gathered)
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

@@ -31,6 +31,7 @@ from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
 from ..viz import denormalize, region_grid, regions_picture, save_png
 from ..weights.checkpoint_file import atomic_save
+from ..weights.writers import torchvision_loading
 from .checkpoint import (
     CheckpointError,
     clear_finished,
@@ -41,7 +42,7 @@ from .checkpoint import (
     training_state,
     unfinished_run_problem,
 )
-from .distributed import all_true, any_true, barrier, cleanup, init_distributed
+from .distributed import all_true, any_true, barrier, cleanup, init_distributed, union_across_ranks
 from .preemption import PreemptionGuard
 from .resume import ALLOW_FLAG, check_changes, renumbered_step, resume_checkpoint
 from .run_log import MetricsLog, logged_evaluations, setup_logging
@@ -337,7 +338,7 @@ class Trainer:
         resumed_at = self.step if self.resume_from is not None else None
         self.metrics = MetricsLog(self.out, enabled=info.is_main, resumed_at=resumed_at, renumbered=self.renumbered)
         self.losses: list[float] = []
-        self.skipped_total = 0
+        self.unreadable: dict[str, str] = {}  # path → reason of every file skipped so far (warned once each)
         self._log_run_header()
         self.model.train()
         self.preemption = PreemptionGuard(cfg.train.preempt_signals, info, self.checkpoint_path.parent)
@@ -398,8 +399,13 @@ class Trainer:
         if is_main:
             mark_finished(self.checkpoint_path, self.step)  # a later run from scratch may replace this one
         logger.info("done: %d steps; checkpoint %s; export %s", self.step, self.checkpoint_path, export)
-        if self.skipped_total:
-            logger.warning("%d unreadable images were skipped in this run (see the warnings above)", self.skipped_total)
+        skipped = union_across_ranks(set(self.unreadable), self.info)  # distinct files, every process's
+        if skipped and is_main:
+            logger.warning(
+                "%d unreadable image file(s) were skipped in this run (each named once above; the loader used the "
+                "next file in their place)",
+                len(skipped),
+            )
         return TrainResult(self.out, self.step, self.checkpoint_path, export, png, self.losses, is_main)
 
     def train_one_epoch(self, epoch: int) -> None:
@@ -526,10 +532,12 @@ class Trainer:
             self.preemption.exit(self.step, self.checkpoint_path)
 
     # ------------------------------------------------------------------ hooks after each step
-    def _warn_skipped(self, skipped: list[str]) -> None:
-        self.skipped_total += len(skipped)
-        for msg in skipped:
-            logger.warning("skipped: %s", msg)
+    def _warn_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        """Warn once per file (its first time in any epoch or loader worker) and remember it."""
+        for path, reason in skipped:
+            if path not in self.unreadable:
+                self.unreadable[path] = reason
+                logger.warning("skipped (for the rest of the run): %s", reason)
 
     def _log(self, result: StepResult, images_per_s: float) -> None:
         """metrics.jsonl every step; TensorBoard scalars every ``train.log_every`` steps and at step 1."""
@@ -538,7 +546,7 @@ class Trainer:
             "epoch": result.values.epoch,
             **result.record(),
             "images_per_s": images_per_s,
-            "skipped_images": self.skipped_total,
+            "skipped_images": len(self.unreadable),  # distinct files so far (this process's)
         }
         self.metrics.write(record, scalars=self.step % self.cfg.train.log_every == 0 or self.step == 1)
 
@@ -570,6 +578,7 @@ class Trainer:
         # plain NCHW CPU tensors: loads with a bare torch.load anywhere, whatever the training layout/device
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.online_encoder.state_dict().items()}
         atomic_save(state, path)
+        logger.info("backbone export %s (torchvision format): %s", path, torchvision_loading(path, state))
         return path
 
     @torch.no_grad()

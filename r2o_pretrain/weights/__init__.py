@@ -3,6 +3,7 @@
 The plugins (r2o_d2, r2o_mmseg) use this package for all weight handling; nothing else maps keys.
   files.py          open a torch checkpoint or a plain pickle without running code (``read_weights_file``)
   pickle_reader.py  the restricted unpickler for detectron2 ``.pkl`` (numpy arrays, dicts: nothing else)
+  library_globals.py  what mmengine's own checkpoints name (message hub, numpy), allow-listed by name
   formats.py        detect the layout, map it to torchvision keys, check it (``read_resnet_weights``)
   backbone.py       the plugins' one load path: read, match, log the report, raise (``load_backbone``)
   writers.py        write torchvision / detectron2 / mmseg files
@@ -13,7 +14,7 @@ from .errors import ConversionError
 from .files import read_weights_file
 from .formats import ResNetWeights, read_resnet_weights, resnet_weights_from
 from .report import LoadReport
-from .writers import to_detectron2, to_mmseg, to_torchvision, write_weights
+from .writers import to_detectron2, to_mmseg, to_torchvision, torchvision_loading, write_weights
 
 __all__ = [
     "ConversionError",
@@ -26,5 +27,6 @@ __all__ = [
     "to_detectron2",
     "to_mmseg",
     "to_torchvision",
+    "torchvision_loading",
     "write_weights",
 ]

@@ -40,11 +40,17 @@ class ResNetWeights:
     notes: list[str] = field(default_factory=list)
 
 
-def _as_tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in state.items():
+def _as_tensors(state: Any) -> dict[str, torch.Tensor]:
+    """The tensors (numpy arrays made tensors) under string keys of ``state``; nothing for a non-dict."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items() if isinstance(state, dict) else ():
+        if not isinstance(k, str):
+            continue
         if isinstance(v, np.ndarray):
-            v = torch.from_numpy(np.ascontiguousarray(v))
+            try:
+                v = torch.from_numpy(np.ascontiguousarray(v))
+            except TypeError:  # object or string arrays: not weights
+                continue
         if isinstance(v, torch.Tensor):
             out[k] = v
     return out

@@ -10,14 +10,28 @@ from typing import Any
 from .checkpoint_file import atomic_save
 from .errors import ConversionError
 from .formats import ResNetWeights
-from .resnet_keys import torchvision_to_detectron2
+from .resnet_keys import infer_depth, torchvision_to_detectron2
 
 TARGETS = ("torchvision", "d2", "mmseg")
 
 
 def to_torchvision(weights: ResNetWeights) -> dict[str, Any]:
-    """A torchvision ResNet state dict (no fc): ``resnetN().load_state_dict(sd, strict=False)``."""
+    """A torchvision ResNet state dict without the classifier: ``resnetN().load_state_dict(sd, strict=False)``
+    (what it then reports missing: ``torchvision_loading``)."""
     return dict(weights.state)
+
+
+def torchvision_loading(path: str | os.PathLike, state: dict[str, Any]) -> str:
+    """How torchvision loads the backbone file ``path`` holding ``state`` (torchvision keys, no fc), and
+    exactly which keys ``load_state_dict`` then reports missing: the classifier ``fc.*`` only (a file without
+    the BatchNorm ``num_batches_tracked`` counters, as tools/convert.py writes, gets them from torch's
+    BatchNorm itself, unreported)."""
+    return (
+        f"load it in Python (import torch, torchvision) with `torchvision.models.resnet{infer_depth(state)}()"
+        f".load_state_dict(torch.load({str(path)!r}, weights_only=True), strict=False)`; the keys it reports "
+        "missing are exactly fc.weight and fc.bias (the classifier, which pretraining does not train: replace it "
+        "for your task)"
+    )
 
 
 def to_detectron2(weights: ResNetWeights) -> dict[str, Any]:

@@ -38,11 +38,12 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 ZERO_GRADIENT = ("online_projector.0.bias", "online_projector.3.bias", "predictor.0.bias")
 
 
-def _model(method: str, sparse: bool, seed: int = 0) -> R2O:
+def _model(method: str, sparse: bool, seed: int = 0, label_map: str = "nearest") -> R2O:
     torch.manual_seed(seed)
     model = R2O(
         depth=18,
         method=method,
+        label_map=label_map,
         projector_hidden=64,
         projector_out=32,
         predictor_hidden=64,
@@ -121,19 +122,19 @@ def _compare(dense: dict, sparse: dict) -> dict[str, float]:
     return worst
 
 
-CASES = [  # (method, K, superpixels only)
-    ("r2o", 128, False),
-    ("r2o", 16, False),
-    ("r2o", 4, False),
-    ("r2o", 200, True),  # K above 128: the superpixels are the masks
-    ("detcon", 16, False),
-    ("byol", 16, False),
+CASES = [  # (method, K, superpixels only, label map)
+    ("r2o", 128, False, "nearest"),
+    ("r2o", 16, False, "nearest"),
+    ("r2o", 4, False, "nearest"),
+    ("r2o", 200, True, "official"),  # K above 128: the (soft, bilinear) superpixel maps are the masks
+    ("detcon", 16, False, "nearest"),
+    ("byol", 16, False, "nearest"),
 ]
 
 
-@pytest.mark.parametrize("method,k,superpixels_only", CASES)
-def test_sparse_heads_give_the_dense_step(photos, monkeypatch, method, k, superpixels_only):
-    dense_model = _model(method, sparse=False)
+@pytest.mark.parametrize("method,k,superpixels_only,label_map", CASES)
+def test_sparse_heads_give_the_dense_step(photos, monkeypatch, method, k, superpixels_only, label_map):
+    dense_model = _model(method, sparse=False, label_map=label_map)
     sparse_model = copy.deepcopy(dense_model)
     sparse_model.sparse_heads = True
     dense = _step(dense_model, photos, k, superpixels_only, monkeypatch=monkeypatch)
@@ -361,3 +362,12 @@ def test_synchronised_weighted_heads_match_one_process_on_all_rows(tmp_path):
                 assert torch.equal(got["state"][key], value)
             else:
                 assert rel(got["state"][key], value) < EXACT, key
+
+
+def test_the_switch_reaches_the_model():
+    from r2o_pretrain.build import build_model
+    from r2o_pretrain.config import load_config
+
+    small = ["model.depth=18", "model.projector_hidden=16", "model.predictor_hidden=16"]
+    assert build_model(load_config(None, small)).sparse_heads  # the default
+    assert not build_model(load_config(None, [*small, "model.sparse_heads=false"])).sparse_heads

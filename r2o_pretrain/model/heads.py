@@ -5,8 +5,12 @@ The authors run both MLPs on all 2B·K mask rows, and their BatchNorm normalises
 rows of masks absent from a view (exact zero vectors) included. Every zero row is the same vector after
 the first Linear (its bias), so the heads can run on the non-empty rows plus one representative zero row
 that counts ``n_zero`` times in the BatchNorm statistics (``RowWeightedBatchNorm1d``): the same
-statistics, outputs and gradients, at the cost of the non-empty rows (docs/method.md, "What a step
-costs"). ``apply_heads`` does that and puts every row back.
+statistics, outputs and gradients, at the cost of the non-empty rows (docs/method.md, "Heads on the
+non-empty rows"). ``apply_heads`` does that and puts every row back.
+
+Written by hand because no BatchNorm in torch takes per-row weights (``nn.SyncBatchNorm``'s counts are
+per process, and its kernels are CUDA-only); the parameters, buffers and update rule are
+``nn.BatchNorm1d``'s, so checkpoints and exports do not change.
 """
 
 from __future__ import annotations

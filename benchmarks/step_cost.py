@@ -37,6 +37,7 @@ from r2o_pretrain.data.dataset import collate
 from r2o_pretrain.data.device_augment import batch_on_device
 from r2o_pretrain.data.superpixels import slic_labels
 from r2o_pretrain.data.views import TwoViewTransform
+from r2o_pretrain.model.heads import MLP, apply_heads
 from r2o_pretrain.model.masks import view_masks
 from r2o_pretrain.model.r2o import R2O
 from r2o_pretrain.optim import build_optimizer
@@ -138,6 +139,28 @@ print(before, peak)
     return {"before_mb": before / 1024, "peak_mb": peak / 1024, "heads_mb": (peak - before) / 1024}
 
 
+def heads_times(batch: int, k: int, hidden: int, empty: float, repeats: int, c5: int = 2048) -> dict[str, float]:
+    """Median seconds of the heads alone (as ``heads_peak_memory`` runs them), dense and sparse interleaved."""
+    torch.manual_seed(0)
+    online = [MLP(c5, hidden, 256), MLP(256, hidden, 256)]
+    target = MLP(c5, hidden, 256)
+    g = torch.Generator().manual_seed(0)
+    occupied = torch.rand(2 * batch, k, generator=g) >= empty
+    x = (torch.randn(2 * batch, k, c5, generator=g) * occupied[..., None]).requires_grad_()
+
+    def run(sparse: bool):
+        def step() -> None:
+            rows = occupied if sparse else None
+            _, pred = apply_heads(x, online, rows)
+            with torch.no_grad():
+                (z,) = apply_heads(x, [target], rows)
+            ((pred - z) ** 2 * occupied[..., None]).sum().backward()
+
+        return step
+
+    return interleaved_median_times({"dense": run(False), "sparse": run(True)}, repeats=repeats, warmup=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depth", type=int, default=50)
@@ -150,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--parts",
         nargs="+",
-        choices=["flops", "time", "memory"],
+        choices=["flops", "time", "memory", "heads-time"],
         default=["flops", "time"],
-        help="what to measure (memory: peak RSS of the heads alone at K=128)",
+        help="what to measure (memory / heads-time: peak RSS / CPU time of the heads alone at K=128)",
     )
     p.add_argument("--memory-batches", type=int, nargs="+", default=[32, 256])
+    p.add_argument("--heads-repeats", type=int, default=7, help="heads-time: interleaved repeats")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/step_cost"), help="writes OUT.json, OUT.md")
     a = p.parse_args(argv)
     parts = set(a.parts)
@@ -228,6 +252,16 @@ def main(argv: list[str] | None = None) -> int:
             table(mrows, ["batch", "K", "empty rows", "dense MB", "sparse MB", "sparse / dense"]),
         ]
 
+    heads_time = {}
+    if "heads-time" in parts:
+        heads_time = heads_times(a.batch, 128, a.hidden, empty[128], a.heads_repeats)
+        md += [
+            "",
+            f"Heads alone (as for the memory), batch {a.batch}, K=128, {empty[128]:.0%} empty rows, median of "
+            f"{a.heads_repeats} interleaved repeats: dense {heads_time['dense'] * 1000:.0f} ms, sparse "
+            f"{heads_time['sparse'] * 1000:.0f} ms ({heads_time['sparse'] / heads_time['dense']:.2f}x).",
+        ]
+
     text = "\n".join(md)
     print(text)
     out = Path(a.out)
@@ -242,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "schedule_ks": sorted(ks),
         "cpu_seconds": times,
         "heads_memory": memory,
+        "heads_seconds": heads_time,
     }
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     return 0

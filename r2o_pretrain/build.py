@@ -41,6 +41,7 @@ def build_model(cfg: Config) -> R2O:
         superpixel_pooling=m.superpixel_pooling,
         label_map=m.label_map,
         kmeans_init=m.kmeans_init,
+        sparse_heads=m.sparse_heads,
     )
     model.refiner = dataclasses.replace(model.refiner, kmeans_cuda_graphs=m.kmeans_cuda_graphs)
     return model

@@ -104,6 +104,9 @@ class ModelConfig:
     # departure: "nearest" resize of the label map; "official": bilinear x id, summed, truncated
     # (bilinear + argmax on the superpixels-only path)
     label_map: str = "nearest"
+    # projectors and predictor on the non-empty mask rows plus one zero row counted n_zero times in their
+    # BatchNorm: the numbers of running them on all 2B·K rows, at a fraction of the cost; false: all rows
+    sparse_heads: bool = True
 
 
 @dataclass

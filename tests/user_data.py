@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 # (id, name): ids as a labelling tool writes them (not 1..N); "kite" never occurs
@@ -147,6 +148,29 @@ def _photos() -> list[np.ndarray]:
         data.stereo_motorcycle()[0],
         data.hubble_deep_field(),
     ]
+
+
+def photo_training_batch(
+    batch_size: int, view_size: int = 128, raw_size: int = 128, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training batch of the bundled photos (repeated with other crops past six) made as the loader makes
+    it: two augmented views, their boxes, the raw view and its SLIC superpixels (100 segments).
+    Returns (views float[B,2,3,S,S], boxes float[B,2,5], raw float[B,3,R,R], superpixels int64[B,R,R])."""
+    from r2o_pretrain.data.dataset import collate
+    from r2o_pretrain.data.device_augment import batch_on_device
+    from r2o_pretrain.data.superpixels import slic_labels
+    from r2o_pretrain.data.views import TwoViewTransform
+
+    photos = _photos()
+    transform = TwoViewTransform(view_size=view_size, raw_size=raw_size)
+    samples = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(batch_size):
+            sample = transform(Image.fromarray(photos[i % len(photos)]))
+            sample["superpixels"] = torch.from_numpy(slic_labels(sample.pop("raw_rgb")))
+            samples.append({**sample, "index": i, "skipped": []})
+    return batch_on_device(collate(samples), "cpu")
 
 
 def write_cityscapes_polygon_tree(

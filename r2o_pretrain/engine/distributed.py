@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from ..model.heads import RowWeightedBatchNorm1d
 
 logger = logging.getLogger("r2o")
 
@@ -35,6 +38,26 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+def convert_sync_batchnorm(
+    module: nn.Module, keep_row_weighted: bool = True, process_group: dist.ProcessGroup | None = None
+) -> nn.Module:
+    """Every BatchNorm of ``module`` synchronised over ``process_group`` (None: all processes).
+
+    ``keep_row_weighted``: the heads' ``RowWeightedBatchNorm1d`` layers stay themselves and all-reduce
+    their weighted sums (what ``model.sparse_heads`` needs); the others become ``nn.SyncBatchNorm``
+    (``torch.nn.SyncBatchNorm.convert_sync_batchnorm``). False: all become ``nn.SyncBatchNorm``.
+    Returns the module (converted in place, or a new one when ``module`` itself is a BatchNorm).
+    """
+    if keep_row_weighted and isinstance(module, RowWeightedBatchNorm1d):
+        module.synchronised, module.process_group = True, process_group
+        return module
+    if not keep_row_weighted or isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, keep_row_weighted, process_group))
+    return module
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:

@@ -42,7 +42,15 @@ from .checkpoint import (
     training_state,
     unfinished_run_problem,
 )
-from .distributed import all_true, any_true, barrier, cleanup, init_distributed, union_across_ranks
+from .distributed import (
+    all_true,
+    any_true,
+    barrier,
+    cleanup,
+    convert_sync_batchnorm,
+    init_distributed,
+    union_across_ranks,
+)
 from .preemption import PreemptionGuard
 from .resume import ALLOW_FLAG, check_changes, renumbered_step, resume_checkpoint
 from .run_log import MetricsLog, logged_evaluations, setup_logging
@@ -140,7 +148,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.model = build_model(cfg).to(self.device)
         if self.info.distributed and self.device.type == "cuda" and t.sync_bn:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # the heads' row-weighted BatchNorm all-reduces its weighted sums itself (model.sparse_heads)
+            self.model = convert_sync_batchnorm(self.model, keep_row_weighted=cfg.model.sparse_heads)
             logger.info("BatchNorm → SyncBatchNorm (world size %d)", self.info.world_size)
         if t.channels_last:  # the encoders bring their inputs to this layout (ResNetEncoder.forward_c4)
             self.model = self.model.to(memory_format=torch.channels_last)

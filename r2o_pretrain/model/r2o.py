@@ -19,7 +19,7 @@ from torch.profiler import record_function
 from ..data.segment_counts import SegmentCounts
 from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
-from .heads import MLP
+from .heads import MLP, apply_heads
 from .masks import mask_mass, mask_pool, view_masks, view_masks_from_maps
 from .refiner import RegionRefiner, superpixel_label_map, superpixel_maps
 
@@ -36,7 +36,12 @@ class R2OOutput:
 
 
 class R2O(nn.Module):
-    """``method``: ``r2o`` (refined masks), ``detcon`` (fixed SLIC masks), ``byol`` (one whole-image mask)."""
+    """``method``: ``r2o`` (refined masks), ``detcon`` (fixed SLIC masks), ``byol`` (one whole-image mask).
+
+    ``sparse_heads``: the projectors and the predictor run on the non-empty mask rows plus one
+    representative zero row that counts n_zero times in their BatchNorm (model/heads.py): the numbers of
+    running them on all rows (False), at the cost of the non-empty ones.
+    """
 
     def __init__(
         self,
@@ -52,6 +57,7 @@ class R2O(nn.Module):
         superpixel_pooling: str = "exact",
         label_map: str = "nearest",
         kmeans_init: str = "greedy",
+        sparse_heads: bool = True,
     ) -> None:
         super().__init__()
         if method not in ("r2o", "detcon", "byol"):
@@ -67,6 +73,7 @@ class R2O(nn.Module):
         self.refiner = RegionRefiner(kmeans_iters, kmeans_until_converged, superpixel_pooling, label_map, kmeans_init)
         self.mask_area_threshold = mask_area_threshold
         self.pool_area_floor = pool_area_floor
+        self.sparse_heads = sparse_heads
 
     def online_modules(self) -> list[nn.Module]:
         """The trained modules, in the optimiser's order: online encoder, online projector, predictor."""
@@ -125,13 +132,18 @@ class R2O(nn.Module):
         return labels, num, None
 
     def _embed(
-        self, encoder: ResNetEncoder, projector: nn.Module, views: torch.Tensor, masks: torch.Tensor
-    ) -> torch.Tensor:
-        """views float[N,3,S,S], masks float[N,M,h*w] → projections float[N,M,D] (BN over all N·M rows)."""
+        self,
+        encoder: ResNetEncoder,
+        heads: list[MLP],
+        views: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> list[torch.Tensor]:
+        """views float[N,3,S,S], masks float[N,M,h*w] → each head's output float[N,M,D], the heads chained
+        on the pooled features (BN over all N·M rows; with ``sparse_heads`` computed on the non-empty ones)."""
         _, c5 = encoder(views)
         pooled = mask_pool(c5, masks, self.pool_area_floor)
-        n, m, c = pooled.shape
-        return projector(pooled.reshape(n * m, c)).view(n, m, -1)
+        occupied = masks.ne(0).any(-1) if self.sparse_heads else None  # an all-zero mask pools to zeros
+        return apply_heads(pooled, heads, occupied)
 
     def forward(
         self,
@@ -167,20 +179,19 @@ class R2O(nn.Module):
             mass = mask_mass(masks)
             counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
         with record_function("r2o.online_forward"):
-            online = self._embed(
+            online, preds = self._embed(
                 self.online_encoder,
-                self.online_projector,
+                [self.online_projector, self.predictor],
                 torch.cat([views[:, 0], views[:, 1]]),
                 torch.cat([masks[:, 0], masks[:, 1]]),
-            )  # [2B,M,D]
-            preds = self.predictor(online.flatten(0, 1)).view_as(online)
+            )  # [2B,M,D] each
         if tau is not None:
             with record_function("r2o.ema_update"):
                 self.update_target(tau)
         with torch.no_grad(), record_function("r2o.target_forward"):
-            targets = self._embed(
+            (targets,) = self._embed(
                 self.target_encoder,
-                self.target_projector,
+                [self.target_projector],
                 torch.cat([views[:, 1], views[:, 0]]),
                 torch.cat([masks[:, 1], masks[:, 0]]),
             )

@@ -56,7 +56,8 @@ def __getattr__(name: str):
 '''
 
 
-# numpy >= 1.24 removed these aliases of builtins (deprecated in 1.20): name -> what it meant
+# numpy 1.24 removed these aliases of builtins (deprecated in 1.20; numpy 2 brought back np.bool and np.long
+# as numpy types): name -> the builtin detectron2 meant
 NUMPY_ALIASES = {"bool": "bool", "int": "int", "float": "float", "complex": "complex", "object": "object"}
 NUMPY_ALIASES |= {"str": "str", "long": "int", "unicode": "str"}
 NUMPY_ALIAS = re.compile(r"\bnp\.(" + "|".join(NUMPY_ALIASES) + r")\b(?![_\w])")

@@ -287,3 +287,23 @@ def test_coco_c4_config_trains_on_coco_polygons_with_masks(tmp_path):
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
     for task in ("bbox", "segm"):
         assert len(_copypaste_rows(log, task)) == 6  # AP, AP50, AP75, APs, APm, APl
+
+
+def test_voc_dataset_option_is_read_before_any_process_starts(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("_tool_train_net", ROOT / "tools/train_net.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    voc = tmp_path / "VOCmine"
+    write_voc_detection_tree(voc, {"trainval": 3, "test": 2})
+    (voc / "Annotations/2007_000004.xml").unlink()  # listed in test.txt
+    argv = ["--config-file", VOC_CFG, "DATASETS.TRAIN", '("m_tv",)', "DATASETS.TEST", '("m_test",)']
+    argv += ["--voc-dataset", "m_tv", str(voc), "trainval", "2007", "--voc-dataset", "m_test", str(voc), "test", "2007"]
+    args = tool.parse_args(argv)
+    assert args.voc_dataset == [["m_tv", str(voc), "trainval", "2007"], ["m_test", str(voc), "test", "2007"]]
+    assert tool.cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'm_test'" in err and "2007_000004.xml (listed in" in err and "Traceback" not in err

@@ -1,8 +1,7 @@
 """The C4 ROI head of MoCo's detectron2 protocol: detectron2's ``Res5ROIHeads`` plus one norm layer after res5.
 
-MoCo (He et al. 2020, Sec. 4.2 and facebookresearch/moco ``detection/train_net.py``): "there is an extra BN
-layer following the res5 stage", normalising the per-region features that the box predictor (and the mask
-head) read. Its type is ``MODEL.RESNETS.NORM`` (SyncBN-like in the protocol). The pretrained res5 weights go
+MoCo (He et al., CVPR 2020; facebookresearch/moco ``detection/train_net.py``) adds a BN layer after the
+res5 stage, normalising the per-region features that the box predictor (and the mask head) read. Its type is ``MODEL.RESNETS.NORM`` (SyncBN-like in the protocol). The pretrained res5 weights go
 into ``roi_heads.res5.{0,1,2}`` (``R2OCheckpointer``); the extra norm starts as identity-like (weight 1,
 bias 0) and is trained, as in MoCo.
 """

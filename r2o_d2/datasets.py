@@ -89,7 +89,10 @@ def _voc_problem(dirname: str, split: str, class_names) -> str:
         xml = os.path.join(dirname, "Annotations", f"{image_id}.xml")
         if not os.path.isfile(xml):
             return f"{xml} (listed in {split_file}) does not exist"
-        tree = ET.parse(xml)
+        try:
+            tree = ET.parse(xml)
+        except ET.ParseError as exc:
+            return f"{xml} is not valid XML ({exc})"
         for field in ("size/height", "size/width"):
             if tree.find(field) is None:
                 return f"{xml} has no <{field.replace('/', '><')}>"
@@ -127,7 +130,7 @@ def register_voc_dataset(name: str, dirname: str, split: str, year: int) -> None
     """Register (or re-register) a PASCAL VOC-layout folder (``JPEGImages/``, ``Annotations/*.xml``,
     ``ImageSets/Main/{split}.txt``; VOC's 20 classes) with detectron2's own ``register_pascal_voc``, so that
     ``PascalVOCDetectionEvaluator`` finds ``dirname``/``split``/``year`` in its metadata."""
-    if int(year) not in VOC_YEARS:
+    if str(year) not in {str(y) for y in VOC_YEARS}:
         raise R2OConfigError(
             f"dataset '{name}': year {year} is not one of {VOC_YEARS}; detectron2's VOC evaluator uses it for the "
             "metric: 2007 = VOC07 11-point AP (the VOC07 test protocol), 2012 = area under the PR curve"

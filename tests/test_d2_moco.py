@@ -214,6 +214,12 @@ def test_own_voc_folder_registers_with_detectron2_metadata_and_names_broken_file
         DatasetCatalog.get("i32_voc")
     with pytest.raises(R2OConfigError, match="year 2010"):
         register_voc_dataset("i32_voc", str(voc), "trainval", 2010)
+    with pytest.raises(R2OConfigError, match="year VOC2007 is not one of"):
+        register_voc_dataset("i32_voc", str(voc), "trainval", "VOC2007")
+    register_voc_dataset("i32_voc", str(voc), "trainval", 2007)
+    xml.write_text(xml.read_text().replace("</annotation>", ""))
+    with pytest.raises(FileNotFoundError, match=r"2007_000002\.xml is not valid XML"):
+        DatasetCatalog.get("i32_voc")
 
 
 # A CPU-sized run: small images, few proposals and regions per image, 8x8 pooled regions (res5 runs once per

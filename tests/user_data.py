@@ -121,77 +121,6 @@ def write_voc_palette_tree(root: Path, n_train: int = 6, n_val: int = 3, seed: i
     return root
 
 
-# Cityscapes label names (cityscapesscripts' labels.py) → trainId; "ego vehicle" and the unlabelled
-# background become 255 (ignored)
-CITYSCAPES_TRAIN_IDS = {
-    "road": 0,
-    "sidewalk": 1,
-    "building": 2,
-    "vegetation": 8,
-    "sky": 10,
-    "person": 11,
-    "car": 13,
-    "ego vehicle": 255,
-}
-
-
-def _photos() -> list[np.ndarray]:
-    """scikit-image's bundled colour photographs (no download), RGB uint8."""
-    from skimage import data
-
-    return [
-        data.astronaut(),
-        data.chelsea(),
-        data.coffee(),
-        data.rocket(),
-        data.stereo_motorcycle()[0],
-        data.hubble_deep_field(),
-    ]
-
-
-def write_cityscapes_polygon_tree(
-    root: Path, n_train: int = 4, n_val: int = 2, size: tuple[int, int] = (64, 128), seed: int = 0
-) -> Path:
-    """A Cityscapes-layout tree as downloaded, before preparation: real photographs resized to ``size`` (h, w) as
-    ``leftImg8bit/{train,val}/CITY/CITY_SSSSSS_FFFFFF_leftImg8bit.png`` and polygon annotations with Cityscapes
-    label names as ``gtFine/.../*_gtFine_polygons.json``; no label PNGs (cityscapesscripts'
-    ``createTrainIdLabelImgs`` makes them). Sky, building, vegetation, sidewalk, road, a car and a person per
-    image; an unlabelled band (→ 255) and an "ego vehicle" strip (→ 255) are ignored pixels."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    photos = _photos()
-    for i in range(n_train + n_val):
-        split, city = ("train", "aachen") if i < n_train else ("val", "frankfurt")
-        stem = f"{city}_{i:06d}_000019"
-        img_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
-        img_dir.mkdir(parents=True, exist_ok=True)
-        gt_dir.mkdir(parents=True, exist_ok=True)
-        photo = cv2.resize(photos[i % len(photos)], (w, h), interpolation=cv2.INTER_AREA)
-        Image.fromarray(photo).save(img_dir / f"{stem}_leftImg8bit.png")
-        split_x = int(rng.integers(w // 4, 3 * w // 4))
-        car_x, person_x = int(rng.integers(0, w - 40)), int(rng.integers(10, w - 10))
-        objects = [  # drawn in this order, later ones on top (as cityscapesscripts does)
-            ("sky", [[0, 0], [w, 0], [w, h // 4], [0, h // 4]]),
-            ("building", [[0, h // 8], [split_x, h // 8], [split_x, h // 2], [0, h // 2]]),
-            ("vegetation", [[split_x + 8, h // 5], [w, h // 5], [w, h // 2], [split_x + 8, h // 2]]),
-            ("sidewalk", [[0, h // 2], [w, h // 2], [w, 5 * h // 8], [0, 5 * h // 8]]),
-            ("road", [[0, 5 * h // 8], [w, 5 * h // 8], [w, h], [0, h]]),
-            ("car", [[car_x, h // 2], [car_x + 36, h // 2], [car_x + 36, 3 * h // 4], [car_x, 3 * h // 4]]),
-            ("person", [[person_x - 4, 3 * h // 8], [person_x + 4, 3 * h // 8], [person_x, 5 * h // 8]]),
-            ("ego vehicle", [[0, h - 6], [w, h - 6], [w, h], [0, h]]),
-        ]
-        (gt_dir / f"{stem}_gtFine_polygons.json").write_text(
-            json.dumps(
-                {
-                    "imgHeight": h,
-                    "imgWidth": w,
-                    "objects": [{"label": name, "polygon": poly} for name, poly in objects],
-                }
-            )
-        )
-    return root
-
-
 # scikit-image photos with the VOC objects in them, boxes (x0, y0, x1, y1) as fractions of the photo, drawn by
 # eye; (class, box, difficult, truncated). The cameraman is grayscale (saved as a one-channel JPEG).
 VOC_PHOTO_OBJECTS = {
@@ -272,3 +201,74 @@ def write_voc_detection_tree(voc_dir: Path, splits: dict[str, int], seed: int = 
             i += 1
         (voc_dir / "ImageSets/Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     return written
+
+
+# Cityscapes label names (cityscapesscripts' labels.py) → trainId; "ego vehicle" and the unlabelled
+# background become 255 (ignored)
+CITYSCAPES_TRAIN_IDS = {
+    "road": 0,
+    "sidewalk": 1,
+    "building": 2,
+    "vegetation": 8,
+    "sky": 10,
+    "person": 11,
+    "car": 13,
+    "ego vehicle": 255,
+}
+
+
+def _photos() -> list[np.ndarray]:
+    """scikit-image's bundled colour photographs (no download), RGB uint8."""
+    from skimage import data
+
+    return [
+        data.astronaut(),
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.stereo_motorcycle()[0],
+        data.hubble_deep_field(),
+    ]
+
+
+def write_cityscapes_polygon_tree(
+    root: Path, n_train: int = 4, n_val: int = 2, size: tuple[int, int] = (64, 128), seed: int = 0
+) -> Path:
+    """A Cityscapes-layout tree as downloaded, before preparation: real photographs resized to ``size`` (h, w) as
+    ``leftImg8bit/{train,val}/CITY/CITY_SSSSSS_FFFFFF_leftImg8bit.png`` and polygon annotations with Cityscapes
+    label names as ``gtFine/.../*_gtFine_polygons.json``; no label PNGs (cityscapesscripts'
+    ``createTrainIdLabelImgs`` makes them). Sky, building, vegetation, sidewalk, road, a car and a person per
+    image; an unlabelled band (→ 255) and an "ego vehicle" strip (→ 255) are ignored pixels."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    for i in range(n_train + n_val):
+        split, city = ("train", "aachen") if i < n_train else ("val", "frankfurt")
+        stem = f"{city}_{i:06d}_000019"
+        img_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
+        img_dir.mkdir(parents=True, exist_ok=True)
+        gt_dir.mkdir(parents=True, exist_ok=True)
+        photo = cv2.resize(photos[i % len(photos)], (w, h), interpolation=cv2.INTER_AREA)
+        Image.fromarray(photo).save(img_dir / f"{stem}_leftImg8bit.png")
+        split_x = int(rng.integers(w // 4, 3 * w // 4))
+        car_x, person_x = int(rng.integers(0, w - 40)), int(rng.integers(10, w - 10))
+        objects = [  # drawn in this order, later ones on top (as cityscapesscripts does)
+            ("sky", [[0, 0], [w, 0], [w, h // 4], [0, h // 4]]),
+            ("building", [[0, h // 8], [split_x, h // 8], [split_x, h // 2], [0, h // 2]]),
+            ("vegetation", [[split_x + 8, h // 5], [w, h // 5], [w, h // 2], [split_x + 8, h // 2]]),
+            ("sidewalk", [[0, h // 2], [w, h // 2], [w, 5 * h // 8], [0, 5 * h // 8]]),
+            ("road", [[0, 5 * h // 8], [w, 5 * h // 8], [w, h], [0, h]]),
+            ("car", [[car_x, h // 2], [car_x + 36, h // 2], [car_x + 36, 3 * h // 4], [car_x, 3 * h // 4]]),
+            ("person", [[person_x - 4, 3 * h // 8], [person_x + 4, 3 * h // 8], [person_x, 5 * h // 8]]),
+            ("ego vehicle", [[0, h - 6], [w, h - 6], [w, h], [0, h]]),
+        ]
+        (gt_dir / f"{stem}_gtFine_polygons.json").write_text(
+            json.dumps(
+                {
+                    "imgHeight": h,
+                    "imgWidth": w,
+                    "objects": [{"label": name, "polygon": poly} for name, poly in objects],
+                }
+            )
+        )
+    return root

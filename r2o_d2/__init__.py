@@ -1,4 +1,5 @@
-"""detectron2 plugin for R2O backbones. Importing it registers the backbone builder and the mappers.
+"""detectron2 plugin for R2O backbones. Importing it registers the backbone builders, MoCo's C4 ROI head
+(``Res5ROIHeadsExtraNorm``) and the mappers.
 
 from r2o_d2 import add_r2o_config, R2OTrainer
 """
@@ -12,8 +13,10 @@ from .datasets import (
     dataset_classes,
     register_coco_dataset,
     register_demo_datasets,
+    register_voc_dataset,
 )
 from .mapper import MAPPER_REGISTRY, build_mapper
+from .roi_heads import Res5ROIHeadsExtraNorm
 from .trainer import R2OTrainer
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "R2OCheckpointer",
     "R2OConfigError",
     "R2OTrainer",
+    "Res5ROIHeadsExtraNorm",
     "adapt_norm_to_world_size",
     "add_r2o_config",
     "agreed_classes",
@@ -32,4 +36,5 @@ __all__ = [
     "dataset_classes",
     "register_coco_dataset",
     "register_demo_datasets",
+    "register_voc_dataset",
 ]

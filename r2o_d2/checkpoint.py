@@ -5,8 +5,9 @@ Every file goes through ``r2o_pretrain.weights.read_weights_file``: torch files 
 checkpoints name), detectron2 ``.pkl`` with the restricted unpickler. Full detectron2 models
 (``--resume``, ``--eval-only``, model-zoo detectors) are then handed to detectron2 unchanged;
 backbone-only files (pretraining checkpoints, torchvision exports, official R2O checkpoints, converted
-or torchvision-layout ``.pkl``) go through ``load_backbone`` onto ``backbone.bottom_up.*`` with a load
-report. Full unpickling happens only with ``MODEL.R2O.ALLOW_PICKLE True``.
+or torchvision-layout ``.pkl``) go through ``load_backbone`` onto ``backbone.bottom_up.*`` (FPN) or
+``backbone.*`` + ``roi_heads.res5.*`` (C4, where res5 is in the ROI head) with a load report. Full
+unpickling happens only with ``MODEL.R2O.ALLOW_PICKLE True``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from r2o_pretrain.weights import ConversionError, LoadReport, load_backbone, read_weights_file
@@ -47,8 +47,9 @@ class R2OCheckpointer(DetectionCheckpointer):
         obj = read_weights_file(filename, self.allow_pickle, DETECTRON2_CHECKPOINT_GLOBALS)
         if _is_full_detectron2_model(obj):
             return obj  # detectron2's own layout: a training checkpoint or a model-zoo detector
-        prefix, trunk = self._backbone_keys()
-        trunk = {detectron2_to_torchvision(k[len(prefix) :]): v for k, v in trunk.items()}
+        keys = self._backbone_keys()
+        model_state = self.model.state_dict()
+        trunk = {detectron2_to_torchvision(k): model_state[m] for k, m in keys.items()}
         state, self.last_report = load_backbone(
             filename,
             trunk,
@@ -58,18 +59,25 @@ class R2OCheckpointer(DetectionCheckpointer):
             label="MODEL.WEIGHTS",
             logger=logger,
         )
-        model = {prefix + torchvision_to_detectron2(k): v for k, v in state.items()}
+        model = {keys[torchvision_to_detectron2(k)]: v for k, v in state.items()}
         return {"model": model, "__author__": "r2o", "matching_heuristics": False}
 
-    def _backbone_keys(self) -> tuple[str, dict[str, torch.Tensor]]:
-        """(prefix, {key: tensor}) of the model's ResNet trunk: ``backbone.bottom_up.`` under an FPN."""
+    def _backbone_keys(self) -> dict[str, str]:
+        """{ResNet key in detectron2's names (``stem.*``, ``res2.*`` … ``res5.*``): the model's key}.
+
+        The trunk is ``backbone.bottom_up.`` under an FPN and ``backbone.`` in a C4 model, whose res5 lives in
+        the ROI head (``roi_heads.res5.N.*``: detectron2's ``Res5ROIHeads``); a norm after res5 (MoCo's
+        ``roi_heads.res5.norm``) is not part of a ResNet and is left to the model's own initialisation.
+        """
         state = self.model.state_dict()
         for prefix in ("backbone.bottom_up.", "backbone.", ""):
-            trunk = {
-                k: v
-                for k, v in state.items()
-                if re.match(re.escape(prefix) + r"(stem|res[2-5])\.", k) and not k.endswith("num_batches_tracked")
-            }
-            if trunk:
-                return prefix, trunk
-        raise ConversionError("the model has no detectron2 ResNet trunk to load R2O weights into")
+            pattern = re.compile(re.escape(prefix) + r"(stem|res[2-5])\.")
+            keys = {k[len(prefix) :]: k for k in state if pattern.match(k)}
+            if keys:
+                break
+        else:
+            raise ConversionError("the model has no detectron2 ResNet trunk to load R2O weights into")
+        if not any(k.startswith("res5.") for k in keys):
+            head = re.compile(r"roi_heads\.(res5\.\d+\..+)$")
+            keys.update({m.group(1): k for k in state if (m := head.match(k))})
+        return keys

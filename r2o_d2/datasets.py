@@ -1,16 +1,20 @@
-"""Dataset registration (any COCO-format json by name, the bundled demo scenes) and the classes a config's
-datasets agree on, so that the model's number of classes can follow the data.
+"""Dataset registration (any COCO-format json or PASCAL VOC-layout folder by name, the bundled demo scenes)
+and the classes a config's datasets agree on, so that the model's number of classes can follow the data.
 
-COCO 2017 itself is registered by detectron2 (``coco_2017_train`` under ``$DETECTRON2_DATASETS``).
+COCO 2017 and PASCAL VOC 2007/2012 themselves are registered by detectron2 (``coco_2017_train``,
+``voc_2007_trainval``, ``voc_2012_trainval``, ``voc_2007_test`` … under ``$DETECTRON2_DATASETS``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import xml.etree.ElementTree as ET
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
+from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
+from detectron2.data.datasets.pascal_voc import load_voc_instances, register_pascal_voc
 
 from .config import R2OConfigError
 
@@ -69,6 +73,77 @@ def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
 
 
+VOC_YEARS = (2007, 2012)  # detectron2's PascalVOCDetectionEvaluator: 2007 = the VOC07 11-point AP, 2012 = area AP
+
+
+def _voc_problem(dirname: str, split: str, class_names) -> str:
+    """What in a VOC-layout folder keeps detectron2's ``load_voc_instances`` from reading it (for the error)."""
+    split_file = os.path.join(dirname, "ImageSets", "Main", f"{split}.txt")
+    if not os.path.isfile(split_file):
+        return f"the split file {split_file} does not exist (one image id per line)"
+    with open(split_file) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    if not ids:
+        return f"the split file {split_file} lists no image"
+    for image_id in ids:
+        xml = os.path.join(dirname, "Annotations", f"{image_id}.xml")
+        if not os.path.isfile(xml):
+            return f"{xml} (listed in {split_file}) does not exist"
+        try:
+            tree = ET.parse(xml)
+        except ET.ParseError as exc:
+            return f"{xml} is not valid XML ({exc})"
+        for field in ("size/height", "size/width"):
+            if tree.find(field) is None:
+                return f"{xml} has no <{field.replace('/', '><')}>"
+        for obj in tree.findall("object"):
+            name = obj.findtext("name")
+            if name not in class_names:
+                return f"{xml}: object '{name}' is not one of the {len(class_names)} VOC classes ({', '.join(class_names)})"
+            if obj.find("bndbox") is None or any(
+                obj.find(f"bndbox/{k}") is None for k in ("xmin", "ymin", "xmax", "ymax")
+            ):
+                return f"{xml}: an object '{name}' has no complete <bndbox> (xmin, ymin, xmax, ymax)"
+    return "see the error above"
+
+
+def load_checked_voc(dirname: str, split: str, name: str, class_names=VOC_CLASSES) -> list[dict]:
+    """detectron2's ``load_voc_instances``, with an error naming the file when the folder does not fit it and
+    when a listed JPEG is missing (detectron2 would fail later, in a data-loader worker)."""
+    try:
+        records = load_voc_instances(dirname, split, class_names)
+    except (OSError, ValueError, TypeError, IndexError, AttributeError, ET.ParseError) as exc:
+        raise FileNotFoundError(
+            f"dataset '{name}': the VOC folder {dirname} (split '{split}') cannot be read: "
+            f"{_voc_problem(dirname, split, class_names)} ({type(exc).__name__}: {exc})"
+        ) from exc
+    missing = [r["file_name"] for r in records if not os.path.isfile(r["file_name"])]
+    if missing:
+        raise FileNotFoundError(
+            f"dataset '{name}': {len(missing)} of {len(records)} images of split '{split}' are missing under "
+            f"{os.path.join(dirname, 'JPEGImages')}; the first is {missing[0]}."
+        )
+    return records
+
+
+def register_voc_dataset(name: str, dirname: str, split: str, year: int) -> None:
+    """Register (or re-register) a PASCAL VOC-layout folder (``JPEGImages/``, ``Annotations/*.xml``,
+    ``ImageSets/Main/{split}.txt``; VOC's 20 classes) with detectron2's own ``register_pascal_voc``, so that
+    ``PascalVOCDetectionEvaluator`` finds ``dirname``/``split``/``year`` in its metadata."""
+    if str(year) not in {str(y) for y in VOC_YEARS}:
+        raise R2OConfigError(
+            f"dataset '{name}': year {year} is not one of {VOC_YEARS}; detectron2's VOC evaluator uses it for the "
+            "metric: 2007 = VOC07 11-point AP (the VOC07 test protocol), 2012 = area under the PR curve"
+        )
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_pascal_voc(name, dirname, split, int(year))
+    DatasetCatalog.remove(name)  # the same records, with the checks above
+    DatasetCatalog.register(name, lambda: load_checked_voc(dirname, split, name))
+    MetadataCatalog.get(name).set(evaluator_type="pascal_voc")
+
+
 def register_demo_datasets(root: str | None = None) -> None:
     """``r2o_demo_train`` / ``r2o_demo_val`` from ``tools/make_demo_data.py`` output ($R2O_DEMO_DIR, data/demo)."""
     root = root or os.environ.get("R2O_DEMO_DIR", "data/demo")
@@ -84,7 +159,8 @@ def dataset_classes(name: str) -> list[str]:
     """
     if name not in DatasetCatalog.list():
         raise R2OConfigError(
-            f"dataset '{name}' is not registered: add --coco-dataset {name} JSON IMAGE_DIR, or name one of "
+            f"dataset '{name}' is not registered: add --coco-dataset {name} JSON IMAGE_DIR or --voc-dataset {name} "
+            f"DIR SPLIT YEAR, or name one of "
             f"{', '.join(sorted(DatasetCatalog.list())[:8])}, ..."
         )
     meta = MetadataCatalog.get(name)

@@ -1,13 +1,13 @@
-"""DefaultTrainer with the R2O checkpointer, the configured mapper and COCO evaluation (pure Python)."""
+"""DefaultTrainer with the R2O checkpointer, the configured mapper and COCO (pure Python) or PASCAL VOC evaluation."""
 
 from __future__ import annotations
 
 import os
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 
 from .checkpoint import R2OCheckpointer
 from .config import R2OConfigError
@@ -62,6 +62,8 @@ class R2OTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if MetadataCatalog.get(dataset_name).get("evaluator_type") == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)  # AP, AP50, AP75 (VOC07 11-point for year 2007)
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
         # use_fast_impl=False: the fast evaluator is C++ and absent from the offline detectron2
         return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)

@@ -2,12 +2,17 @@
 
 Used only by the offline install in scripts/setup.sh, on an unpacked copy of the sdist. Each fix is
 listed in docs/getting_started.md ("detectron2 offline"); every pattern must match, so a changed sdist fails loudly.
+The patched tree carries ``detectron2/_r2o_patch.py`` with ``PATCH_ID`` (a hash of this file): setup.sh keeps the
+built wheel under that id and reinstalls detectron2 when the installed copy was patched by another version of
+this file, so that a changed fix reaches an existing wheel cache and venv.
 
     python scripts/patch_detectron2.py PATH/TO/pb1-detectron2-0.6
+    python scripts/patch_detectron2.py --id       # prints PATCH_ID
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import sys
@@ -51,6 +56,18 @@ def __getattr__(name: str):
 '''
 
 
+# numpy 1.24 removed these aliases of builtins (deprecated in 1.20; numpy 2 brought back np.bool and np.long
+# as numpy types): name -> the builtin detectron2 meant
+NUMPY_ALIASES = {"bool": "bool", "int": "int", "float": "float", "complex": "complex", "object": "object"}
+NUMPY_ALIASES |= {"str": "str", "long": "int", "unicode": "str"}
+NUMPY_ALIAS = re.compile(r"\bnp\.(" + "|".join(NUMPY_ALIASES) + r")\b(?![_\w])")
+
+
+def patch_id() -> str:
+    """What identifies this set of fixes: the first 16 hex digits of this file's sha256."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 def _sub(path: Path, pattern: str, repl: str, *, count_min: int = 1) -> int:
     text = path.read_text()
     new, n = re.subn(pattern, repl, text)
@@ -81,25 +98,43 @@ def patch(src: Path) -> list[str]:
     (pkg / "_C.py").write_text(MISSING_EXTENSION)
     done.append("detectron2/_C.py: placeholder raising MissingExtensionError when an op is called")
 
-    # 4. numpy >= 1.24 removed the aliases np.bool / np.int / np.float.
-    n = 0
+    # 4. numpy >= 1.24 removed the aliases np.bool / np.int / np.float / np.str / ... (NUMPY_ALIASES).
+    counts: dict[str, int] = {}
     for f in sorted(pkg.rglob("*.py")):
         text = f.read_text()
-        new, k = re.subn(r"\bnp\.(bool|int|float)\b(?![_\w])", r"\1", text)
-        if k:
+        for m in NUMPY_ALIAS.finditer(text):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+        new = NUMPY_ALIAS.sub(lambda m: NUMPY_ALIASES[m.group(1)], text)
+        if new != text:
             f.write_text(new)
-            n += k
-    if n == 0:
-        raise SystemExit("patch_detectron2: no np.bool/np.int/np.float found; is this v0.6?")
-    done.append(f"np.bool/np.int/np.float -> bool/int/float ({n} places)")
+    if not {"bool", "int", "float", "str"} <= set(counts):
+        raise SystemExit(f"patch_detectron2: expected np.bool/np.int/np.float/np.str, found {counts}; is this v0.6?")
+    found = ", ".join(f"np.{k} {n}" for k, n in sorted(counts.items()))
+    done.append(f"removed numpy aliases -> builtins ({sum(counts.values())} places: {found})")
+
+    # 4b. PASCAL VOC: np.loadtxt gives a 0-d array for a split file of one line, which the loader cannot iterate.
+    _sub(
+        pkg / "data" / "datasets" / "pascal_voc.py", r"np\.loadtxt\(f, dtype=str\)", "np.loadtxt(f, dtype=str, ndmin=1)"
+    )
+    done.append("data/datasets/pascal_voc.py: np.loadtxt(..., ndmin=1) (a split of one image loads)")
 
     # 5. Pillow >= 10 removed Image.LINEAR (it was an alias of BILINEAR).
     _sub(pkg / "data" / "transforms" / "transform.py", r"Image\.LINEAR\b", "Image.BILINEAR")
     done.append("data/transforms/transform.py: Image.LINEAR -> Image.BILINEAR")
+
+    # 6. The marker that setup.sh compares with this file's patch_id().
+    (pkg / "_r2o_patch.py").write_text(
+        f'"""Written by r2o\'s scripts/patch_detectron2.py: which version of its fixes this detectron2 has."""\n\n'
+        f'PATCH_ID = "{patch_id()}"\n'
+    )
+    done.append(f"detectron2/_r2o_patch.py: PATCH_ID {patch_id()}")
     return done
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["--id"]:
+        print(patch_id())
+        return 0
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

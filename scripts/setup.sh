@@ -75,15 +75,17 @@ TORCH_VER="$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 WHEELS="$CACHE/wheels/torch$TORCH_VER-$PY_TAG"
 mkdir -p "$WHEELS"
 
-# install_sdist_wheel DIST VERSION WHEEL_NAME PREPARE_FN [VAR=VALUE ...]
-# Installs WHEEL_NAME-VERSION-*.whl from the wheel cache; when the cache has none, builds it from the
+# install_sdist_wheel DIR DIST VERSION WHEEL_NAME PREPARE_FN [VAR=VALUE ...]
+# Installs DIR/WHEEL_NAME-VERSION-*.whl from the wheel cache; when the cache has none, builds it from the
 # registry's source distribution (PREPARE_FN patches the unpacked tree; VAR=VALUE go to the build).
+# DIR names what the wheel depends on beyond DIST==VERSION (the patch applied to it).
 install_sdist_wheel() {
-  local dist="$1" version="$2" wheel_name="$3" prepare="$4" wheel tmp start
-  shift 4
-  wheel="$(ls "$WHEELS/$wheel_name-$version"-*.whl 2>/dev/null | head -n 1 || true)"
+  local dir="$1" dist="$2" version="$3" wheel_name="$4" prepare="$5" wheel tmp start
+  shift 5
+  mkdir -p "$dir"
+  wheel="$(ls "$dir/$wheel_name-$version"-*.whl 2>/dev/null | head -n 1 || true)"
   if [ -z "$wheel" ]; then
-    say "  no cached $wheel_name wheel in $WHEELS: building it from the source distribution"
+    say "  no cached $wheel_name wheel in $dir: building it from the source distribution"
     tmp="$(mktemp -d)"
     "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "$dist==$version" -d "$tmp"
     tar -xzf "$tmp/$dist-$version.tar.gz" -C "$tmp"
@@ -91,9 +93,9 @@ install_sdist_wheel() {
     start=$(date +%s)
     (cd "$tmp/$dist-$version" && env "$@" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$tmp/out" .)
     say "  $dist built in $(( $(date +%s) - start )) s"
-    cp "$tmp/out/$wheel_name-"*.whl "$WHEELS/"
+    cp "$tmp/out/$wheel_name-"*.whl "$dir/"
     rm -rf "$tmp"
-    wheel="$(ls "$WHEELS/$wheel_name-$version"-*.whl | head -n 1)"
+    wheel="$(ls "$dir/$wheel_name-$version"-*.whl | head -n 1)"
   else
     say "  using cached wheel $wheel"
   fi
@@ -110,18 +112,41 @@ prepare_detectron2() {
   "$VPY" "$ROOT/scripts/patch_detectron2.py" "$1"
 }
 
+# The offline detectron2 is built from patched sources: its wheel is cached under the patch's id, and an
+# installed copy counts only when it carries that id (detectron2/_r2o_patch.py), so that a changed
+# scripts/patch_detectron2.py reaches an existing cache and venv. A git install (compiled _C) is not patched.
+D2_PATCH_ID="$("$VPY" "$ROOT/scripts/patch_detectron2.py" --id)"
+detectron2_installed() {
+  "$VPY" - "$D2_PATCH_ID" 2>/dev/null <<'EOF'
+import sys
+
+import detectron2.modeling  # noqa: F401
+from detectron2 import _C
+
+if _C.__file__.endswith(".py"):  # r2o's offline install: the placeholder extension of patch_detectron2.py
+    try:
+        from detectron2 import _r2o_patch
+    except ImportError:
+        sys.exit(1)
+    sys.exit(_r2o_patch.PATCH_ID != sys.argv[1])
+EOF
+}
+
 step "mmcv $MMCV_VERSION with compiled ops (a first build takes 10-40 min on 2 cores; it is cached)"
 if "$VPY" -c "import mmcv, mmcv.ops, sys; from mmcv.utils import ext_loader; ext_loader.load_ext('_ext', ['nms']); sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   say "  mmcv $MMCV_VERSION with ops already installed"
 else
-  install_sdist_wheel mmcv "$MMCV_VERSION" mmcv prepare_mmcv \
+  install_sdist_wheel "$WHEELS" mmcv "$MMCV_VERSION" mmcv prepare_mmcv \
     MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 fi
 
 step "detectron2"
-if "$VPY" -c "import detectron2, detectron2.modeling" 2>/dev/null; then
+if detectron2_installed; then
   say "  detectron2 $("$VPY" -c 'import detectron2; print(detectron2.__version__)') already installed"
 else
+  if "$VPY" -c "import detectron2" 2>/dev/null; then
+    say "  the installed detectron2 lacks the fixes of scripts/patch_detectron2.py (patch $D2_PATCH_ID): reinstalling it"
+  fi
   if [ "$D2_SOURCE" = "auto" ]; then
     if timeout 15 git ls-remote --exit-code "$D2_GIT_URL" HEAD >/dev/null 2>&1; then D2_SOURCE=git; else D2_SOURCE=pypi-sources; fi
   fi
@@ -130,7 +155,7 @@ else
     "${PIP[@]}" install --no-build-isolation --no-deps "git+$D2_GIT_URL@$D2_GIT_REF"
   else
     step "detectron2 $D2_VERSION from the registry's Python sources (offline fallback, no C++ extension)"
-    install_sdist_wheel pb1-detectron2 "$D2_VERSION" pb1_detectron2 prepare_detectron2
+    install_sdist_wheel "$WHEELS/detectron2-patch-$D2_PATCH_ID" pb1-detectron2 "$D2_VERSION" pb1_detectron2 prepare_detectron2
   fi
 fi
 

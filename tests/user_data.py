@@ -1,6 +1,6 @@
 """Small datasets in the formats users bring, unlike the demo scenes: a COCO json with polygon
-segmentations (traced from masks with OpenCV, as labelling tools export them) and a VOC tree with palette
-PNGs whose objects have 255 borders. Mixed image sizes, grayscale JPEGs, an image without annotations, a
+segmentations (traced from masks with OpenCV, as labelling tools export them), a VOC tree with palette
+PNGs whose objects have 255 borders and a VOC detection folder (XML boxes on real photos). Mixed image sizes, grayscale JPEGs, an image without annotations, a
 category without instances, non-contiguous category ids and images in subfolders."""
 
 from __future__ import annotations
@@ -120,6 +120,88 @@ def write_voc_palette_tree(root: Path, n_train: int = 6, n_val: int = 3, seed: i
     (sets / "aug.txt").write_text("\n".join(names["train"]) + "\n")
     (sets / "val.txt").write_text("\n".join(names["val"]) + "\n")
     return root
+
+
+# scikit-image photos with the VOC objects in them, boxes (x0, y0, x1, y1) as fractions of the photo, drawn by
+# eye; (class, box, difficult, truncated). The cameraman is grayscale (saved as a one-channel JPEG).
+VOC_PHOTO_OBJECTS = {
+    "astronaut": [("person", (0.0, 0.02, 0.82, 1.0), 0, 1)],
+    "chelsea": [("cat", (0.08, 0.0, 0.80, 1.0), 0, 1)],
+    "stereo_motorcycle": [("motorbike", (0.12, 0.25, 0.92, 0.95), 0, 0), ("chair", (0.02, 0.22, 0.38, 0.62), 1, 0)],
+    "camera": [("person", (0.0, 0.1, 0.60, 1.0), 0, 1)],
+}
+
+
+def _voc_photo(name: str) -> np.ndarray:
+    from skimage import data
+
+    image = getattr(data, name)()
+    return image[0] if isinstance(image, tuple) else image
+
+
+def _voc_xml(stem: str, folder: str, w: int, h: int, depth: int, objects: list) -> str:
+    """A PASCAL VOC annotation as the VOC devkit writes it: 1-based inclusive pixel boxes."""
+    parts = [
+        f"<annotation><folder>{folder}</folder><filename>{stem}.jpg</filename>",
+        "<source><database>The VOC2007 Database</database><annotation>PASCAL VOC2007</annotation></source>",
+        f"<size><width>{w}</width><height>{h}</height><depth>{depth}</depth></size><segmented>0</segmented>",
+    ]
+    for name, (x0, y0, x1, y1), difficult, truncated in objects:
+        parts.append(
+            f"<object><name>{name}</name><pose>Unspecified</pose><truncated>{truncated}</truncated>"
+            f"<difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+            f"<ymax>{y1}</ymax></bndbox></object>"
+        )
+    return "\n".join([*parts, "</annotation>"]) + "\n"
+
+
+def write_voc_detection_tree(voc_dir: Path, splits: dict[str, int], seed: int = 0, year: int = 2007) -> dict:
+    """A VOC-layout detection folder (``VOC2007/``-like): ``JPEGImages/*.jpg`` (crops of scikit-image's photos,
+    some mirrored, mixed sizes, one grayscale), ``Annotations/*.xml`` (1-based boxes, ``difficult`` and
+    ``truncated`` flags) and ``ImageSets/Main/{split}.txt`` for each ``{split: number of images}``.
+
+    Returns {image id: [(class, (xmin, ymin, xmax, ymax) 1-based, difficult), ...]} as written.
+    """
+    rng = np.random.default_rng(seed)
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc_dir / sub).mkdir(parents=True, exist_ok=True)
+    names = list(VOC_PHOTO_OBJECTS)
+    written: dict[str, list] = {}
+    i = 0
+    for split, n in splits.items():
+        ids = []
+        for _ in range(n):
+            name = names[i % len(names)]
+            photo = _voc_photo(name)
+            ph, pw = photo.shape[:2]
+            # a crop keeping 85-100 % of each side, resized so that the short side is 72-112 pixels
+            cw, ch = int(pw * rng.uniform(0.85, 1.0)), int(ph * rng.uniform(0.85, 1.0))
+            cx, cy = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+            scale = rng.uniform(72, 112) / min(cw, ch)
+            w, h = round(cw * scale), round(ch * scale)
+            image = cv2.resize(photo[cy : cy + ch, cx : cx + cw], (w, h), interpolation=cv2.INTER_AREA)
+            flip = bool(rng.integers(0, 2))
+            if flip:
+                image = image[:, ::-1]
+            objects = []
+            for cls, (fx0, fy0, fx1, fy1), difficult, truncated in VOC_PHOTO_OBJECTS[name]:
+                x0, x1 = (np.clip([fx0 * pw - cx, fx1 * pw - cx], 0, cw) * scale).tolist()
+                y0, y1 = (np.clip([fy0 * ph - cy, fy1 * ph - cy], 0, ch) * scale).tolist()
+                if flip:
+                    x0, x1 = w - x1, w - x0
+                if x1 - x0 < 4 or y1 - y0 < 4:
+                    continue
+                box = (int(x0) + 1, int(y0) + 1, min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1))))
+                objects.append((cls, box, difficult, truncated))
+            stem = f"{year}_{i:06d}"
+            Image.fromarray(np.ascontiguousarray(image)).save(voc_dir / "JPEGImages" / f"{stem}.jpg", quality=90)
+            depth = 1 if image.ndim == 2 else 3
+            (voc_dir / "Annotations" / f"{stem}.xml").write_text(_voc_xml(stem, voc_dir.name, w, h, depth, objects))
+            written[stem] = [(c, b, d) for c, b, d, _ in objects]
+            ids.append(stem)
+            i += 1
+        (voc_dir / "ImageSets/Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return written
 
 
 # Cityscapes label names (cityscapesscripts' labels.py) → trainId; "ego vehicle" and the unlabelled

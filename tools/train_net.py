@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Fine-tune an R2O backbone with detectron2 (Mask R-CNN R50-FPN, the R2O/DetCon COCO protocol).
+"""Fine-tune an R2O backbone with detectron2: the R2O/DetCon COCO protocol (Mask R-CNN R50-FPN) and MoCo's
+R50-C4 protocols (Faster R-CNN on VOC07+12, Mask R-CNN on COCO 2x).
 
 detectron2's own conventions: --config-file, --num-gpus, --num-machines, --machine-rank, --dist-url,
 --resume, --eval-only and trailing KEY VALUE overrides. MODEL.WEIGHTS takes an R2O pretraining
@@ -13,6 +14,11 @@ Examples:
       MODEL.WEIGHTS runs/demo/checkpoints/last.pth               # CPU, demo scenes
   python tools/train_net.py --config-file ... --coco-dataset mine_train ann.json images/ \\
       --coco-dataset mine_val val.json val_images/ DATASETS.TRAIN '("mine_train",)' DATASETS.TEST '("mine_val",)'
+  python tools/train_net.py --config-file r2o_d2/configs/faster_rcnn_R50_C4_voc0712_24k.yaml --num-gpus 8 \\
+      MODEL.WEIGHTS r50.pth          # VOC2007/VOC2012 under $DETECTRON2_DATASETS (detectron2's builtin names)
+  python tools/train_net.py --config-file r2o_d2/configs/faster_rcnn_R50_C4_voc0712_24k.yaml \\
+      --voc-dataset mine_trainval VOCdevkit/VOC2007 trainval 2007 --voc-dataset mine_test VOCdevkit/VOC2007 test 2007 \\
+      DATASETS.TRAIN '("mine_trainval",)' DATASETS.TEST '("mine_test",)' MODEL.WEIGHTS r50.pth
   python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
 
 MODEL.ROI_HEADS.NUM_CLASSES follows the datasets' categories unless given on the command line (then it
@@ -29,6 +35,7 @@ import sys
 
 import detectron2.utils.comm as comm
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils.logger import setup_logger
 
@@ -42,6 +49,7 @@ from r2o_d2 import (
     check_mask_format,
     register_coco_dataset,
     register_demo_datasets,
+    register_voc_dataset,
 )
 from r2o_d2.trainer import EvalCheckpointer
 from r2o_pretrain.weights import ConversionError
@@ -79,6 +87,10 @@ def preflight(args) -> list[str]:
     names = dataset_names(cfg.DATASETS.TEST)
     if not args.eval_only:
         names = dataset_names(cfg.DATASETS.TRAIN) + names
+    own_voc = {name for name, *_ in args.voc_dataset or []}
+    for name in dict.fromkeys(names):
+        if name in own_voc:
+            DatasetCatalog.get(name)  # reads every XML once: a broken folder is named before any process starts
     classes = agreed_classes(names)
     if not args.eval_only and cfg.MODEL.MASK_ON:
         check_mask_format(dataset_names(cfg.DATASETS.TRAIN), cfg.INPUT.MASK_FORMAT)
@@ -115,6 +127,8 @@ def register_datasets(args) -> None:
     register_demo_datasets()
     for name, json_file, image_root in args.coco_dataset or []:
         register_coco_dataset(name, json_file, image_root)
+    for name, dirname, split, year in args.voc_dataset or []:
+        register_voc_dataset(name, dirname, split, year)
 
 
 def main(args):
@@ -143,6 +157,15 @@ def parser():
         action="append",
         metavar=("NAME", "JSON", "IMAGE_DIR"),
         help="register a COCO-format dataset under NAME (repeatable); then use it in DATASETS.TRAIN/TEST",
+    )
+    p.add_argument(
+        "--voc-dataset",
+        nargs=4,
+        action="append",
+        metavar=("NAME", "DIR", "SPLIT", "YEAR"),
+        help="register a PASCAL VOC-layout folder (DIR/JPEGImages, DIR/Annotations/*.xml, "
+        "DIR/ImageSets/Main/SPLIT.txt; VOC's 20 classes) under NAME (repeatable), evaluated with detectron2's "
+        "PascalVOCDetectionEvaluator; YEAR 2007 = VOC07 11-point AP, 2012 = area AP",
     )
     return p
 

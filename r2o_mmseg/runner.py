@@ -1,8 +1,10 @@
-"""``R2ORunner``: mmengine's Runner whose checkpoint errors name the file and the way out.
+"""``R2ORunner``: mmengine's Runner whose checkpoint and dataset-file errors name the file and the way out.
 
 Configs select it with ``runner_type = "R2ORunner"``. mmengine's own checkpoints load under torch's
 ``weights_only=True`` for ``--resume``, ``load_from`` and ``mim test`` alike, through the allow-list that
-importing ``r2o_mmseg`` installs (``safe_globals.py``); everything else is mmengine's Runner.
+importing ``r2o_mmseg`` installs (``safe_globals.py``). Each dataset's files are checked when its dataloader
+is built (``data_files.py``: a missing VOC-aug ``aug.txt`` names SBD and configs/r2o_fcn_voc2012.py);
+everything else is mmengine's Runner.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterator
 
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
+
+from .data_files import check_dataset_files
 
 
 @contextlib.contextmanager
@@ -36,6 +40,12 @@ class R2ORunner(Runner):
     def resume(self, filename: str, *args, **kwargs) -> None:
         with _naming(filename, "--resume"):
             super().resume(filename, *args, **kwargs)
+
+    @staticmethod
+    def build_dataloader(dataloader, *args, **kwargs):
+        if isinstance(dataloader, dict) and isinstance(dataloader.get("dataset"), dict):
+            check_dataset_files(dataloader["dataset"])
+        return Runner.build_dataloader(dataloader, *args, **kwargs)
 
 
 def register() -> None:

@@ -1,14 +1,18 @@
 # The two commands of the README:
-#   make demo   set everything up, then pretrain R2O on the bundled demo scenes
+#   make demo   set up what pretraining needs (no mmcv/mmseg/detectron2), then pretrain R2O on the demo scenes
 #   make test   set everything up, then run the test suite (what CI runs)
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-quick lint bench lock clean-cache
+.PHONY: setup setup-pretrain demo test test-quick lint bench lock clean-cache
 
 setup:
 	bash scripts/setup.sh
 
-demo: setup
+# torch, torchvision, requirements/pretrain.txt and r2o only; `make setup` later adds the rest
+setup-pretrain:
+	bash scripts/setup.sh --pretrain-only
+
+demo: setup-pretrain
 	$(PY) tools/pretrain.py
 
 # two pytest-xdist workers (one per core); --dist loadfile keeps a module's tests (and fixtures) together

@@ -1,11 +1,13 @@
-"""``R2ORunner``: mmengine's Runner whose checkpoint errors name the file and the way out.
+"""``R2ORunner``: mmengine's Runner whose checkpoint and dataset-file errors name the file and the way out.
 
 A file that is no readable checkpoint at all (text, random bytes, a truncated copy) is a ConversionError
 naming it, as in every other reader of this project (``r2o_pretrain.weights.read_weights_file`` says why).
 
 Configs select it with ``runner_type = "R2ORunner"``. mmengine's own checkpoints load under torch's
 ``weights_only=True`` for ``--resume``, ``load_from`` and ``mim test`` alike, through the allow-list that
-importing ``r2o_mmseg`` installs (``safe_globals.py``); everything else is mmengine's Runner.
+importing ``r2o_mmseg`` installs (``safe_globals.py``). Each dataset's files are checked when its dataloader
+is built (``data_files.py``: a missing VOC-aug ``aug.txt`` names SBD and configs/r2o_fcn_voc2012.py);
+everything else is mmengine's Runner.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 from r2o_pretrain.weights import ConversionError, read_weights_file
+
+from .data_files import check_dataset_files
 
 
 def _unreadable_file_problem(filename: str) -> str | None:
@@ -59,6 +63,12 @@ class R2ORunner(Runner):
     def resume(self, filename: str, *args, **kwargs) -> None:
         with _naming(filename, "--resume"):
             super().resume(filename, *args, **kwargs)
+
+    @staticmethod
+    def build_dataloader(dataloader, *args, **kwargs):
+        if isinstance(dataloader, dict) and isinstance(dataloader.get("dataset"), dict):
+            check_dataset_files(dataloader["dataset"])
+        return Runner.build_dataloader(dataloader, *args, **kwargs)
 
 
 def register() -> None:

@@ -5,6 +5,11 @@
 # Idempotent: a second run only checks what is there (< 1 min). The slow part, mmcv's C++ build
 # (10-40 min on 2 cores), is cached as a wheel outside git, in $R2O_CACHE_DIR (default ~/.cache/r2o).
 #
+# Usage: scripts/setup.sh [--pretrain-only]
+#   --pretrain-only   only what pretraining imports (`make demo`): torch, torchvision, requirements/pretrain.txt
+#                     (pinned by requirements/stack.txt) and r2o; no mmcv, mmseg, detectron2, pytest. A later
+#                     run without it (`make setup`) adds the rest and keeps what is installed.
+#
 # Environment:
 #   R2O_PYTHON        interpreter for the venv (default: python3.11, else python3)
 #   R2O_VENV          venv folder (default: .venv in the repo root)
@@ -13,6 +18,15 @@
 #                     git when its repository answers, else the registry's copy of v0.6's sources)
 #   R2O_D2_GIT_REF    the detectron2 commit installed from git
 set -Eeuo pipefail
+
+MODE=full
+for arg in "$@"; do
+  case "$arg" in
+    --pretrain-only) MODE=pretrain ;;
+    -h|--help) sed -n '2,/^set -Eeuo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "scripts/setup.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${R2O_VENV:-$ROOT/.venv}"
@@ -66,6 +80,40 @@ step "build tools: pip<26, setuptools>=77,<81, wheel, ninja"
 
 step "torch: $TORCH_PIN $TORCHVISION_PIN"
 "${PIP[@]}" install -q "$TORCH_PIN" "$TORCHVISION_PIN" "setuptools>=77,<81"
+
+# ---- r2o itself and the import check: the last steps of both modes
+install_r2o() {
+  step "r2o (editable, with its console scripts)"
+  "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+}
+
+# check_imports MODULE...: every module imports
+check_imports() {
+  step "check: every package imports"
+  "$VPY" - "$@" <<'EOF'
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+import torch
+line = f"torch {torch.__version__}"
+if "mmseg" in sys.modules:
+    import mmcv, mmengine, mmseg
+    line += f", mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmseg {mmseg.__version__}"
+print(line)
+EOF
+}
+
+if [ "$MODE" = pretrain ]; then
+  step "pretraining requirements: requirements/pretrain.txt (pinned by requirements/stack.txt)"
+  "${PIP[@]}" install -q -r "$ROOT/requirements/pretrain.txt" -c "$ROOT/requirements/stack.txt" "setuptools>=77,<81"
+  install_r2o
+  check_imports torch torchvision skimage scipy cv2 timm tensorboard yaml tqdm \
+    r2o_pretrain r2o_pretrain.build r2o_pretrain.engine.trainer r2o_pretrain.eval.online
+  trap - ERR
+  say "done (pretraining only; 'make setup' adds mmcv, mmseg, detectron2 and the test tools)"
+  exit 0
+fi
+# ---- full mode from here on
 
 step "pinned stack: requirements/stack.txt, nodeps.txt, dev.txt"
 "${PIP[@]}" install -q -r "$ROOT/requirements/stack.txt" -r "$ROOT/requirements/dev.txt" "setuptools>=77,<81"
@@ -159,18 +207,9 @@ else
   fi
 fi
 
-step "r2o (editable, with its console scripts)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
-
-step "check: every package imports"
-"$VPY" - <<'EOF'
-import importlib
-for name in ["torch", "torchvision", "detectron2", "detectron2.modeling", "mmseg", "mmengine", "mmcv.ops",
-             "mim", "pycocotools", "cityscapesscripts", "fvcore", "shapely", "skimage", "timm", "tensorboard",
-             "r2o_pretrain", "r2o_d2", "r2o_mmseg"]:
-    importlib.import_module(name)
-import mmcv, mmengine, mmseg, torch
-print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmseg {mmseg.__version__}")
-EOF
+install_r2o
+check_imports torch torchvision detectron2 detectron2.modeling mmseg mmengine mmcv.ops \
+  mim pycocotools cityscapesscripts fvcore shapely skimage timm tensorboard \
+  r2o_pretrain r2o_d2 r2o_mmseg
 trap - ERR
 say "done. Activate with: source $VENV/bin/activate"

@@ -367,3 +367,30 @@ def test_a_capped_listing_is_evenly_spaced_over_it():
     # a sorted class-folder listing (100 per class) capped at 40 keeps 10 of every class
     classes = [i // 100 for i in evenly_spaced(400, 40)]
     assert [classes.count(c) for c in range(4)] == [10, 10, 10, 10]
+
+
+def test_demo_note_is_for_the_demo_evaluation_only(demo_dir):
+    from r2o_pretrain.eval.online import demo_note
+
+    demo = load_config(ROOT / "configs/pretrain/demo.yaml", [f"data.demo_dir={demo_dir}"])
+    note = demo_note(demo, 42)
+    assert note is not None and "42 steps" in note and "docs/benchmarks.md" in note and "\n" not in note
+    assert demo_note(load_config(ROOT / "configs/pretrain/demo.yaml", [f"data.root={demo_dir}"]), 42) is None
+    assert demo_note(load_config(ROOT / "configs/pretrain/demo.yaml", ["eval.every_epochs=0"]), 42) is None
+    assert demo_note(load_config(ROOT / "configs/pretrain/r2o_r50_imagenet_300ep.yaml"), 42) is None
+
+
+@pytest.mark.e2e
+def test_the_demo_run_says_what_its_evaluation_can_show(demo_dir, tmp_path):
+    # the demo's own path (data.demo, eval.images=demo), tiny: 1 epoch of 3 steps, one evaluation (first = last)
+    out = tmp_path / "run"
+    args = tiny_overrides(demo_dir / "images", out, train__epochs=1, train__batch_size=8, eval__every_epochs=1)
+    args = [a for a in args if not a.startswith("data.root=")]
+    args += [f"data.demo_dir={demo_dir}", "eval.images=demo", "eval.size=64", "eval.n_segments=20", "eval.pictures=0"]
+    r = run_tool("tools/pretrain.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "random init" in log
+    notes = [line for line in log.splitlines() if "what the demo's evaluation can show" in line]
+    assert len(notes) == 1 and "its 3 steps" in notes[0], log[-1500:]
+    assert log.index("unsup. mIoU") < log.index("what the demo's evaluation can show")

@@ -47,3 +47,36 @@ def test_eval_two_way_labels_are_the_refiner_with_k2():
     assert labels.shape == (64, 64) and set(np.unique(labels)) <= {0, 1}
     for i in range(16):  # every superpixel gets one cluster id, painted over all its pixels
         assert len(np.unique(labels[sp == i])) == 1
+
+
+TRANSFER_STACK = ("mmcv", "mmseg", "mmengine", "mim", "detectron2", "fvcore", "pycocotools", "r2o_d2", "r2o_mmseg")
+
+# Every r2o_pretrain module and tools/pretrain.py imported with the transfer stack made uninstallable (an import
+# of it raises, as in the venv of `make demo` = scripts/setup.sh --pretrain-only), then the plan of the demo.
+NO_TRANSFER_STACK = f"""
+import importlib, importlib.abc, importlib.util, pkgutil, sys
+BLOCKED = {TRANSFER_STACK!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is not installed (blocked by the test)")
+sys.meta_path.insert(0, Block())
+import r2o_pretrain
+for info in pkgutil.walk_packages(r2o_pretrain.__path__, "r2o_pretrain."):
+    importlib.import_module(info.name)
+spec = importlib.util.spec_from_file_location("pretrain_tool", "tools/pretrain.py")
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+assert tool.main(["--dry-run", "data.num_examples=1000"]) == 0
+print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+"""
+
+
+def test_pretraining_needs_none_of_the_transfer_stack():
+    # what `make demo` relies on: it installs neither mmcv/mmseg nor detectron2
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "-c", NO_TRANSFER_STACK], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert "steps" in r.stdout  # the dry run printed its plan

@@ -204,6 +204,38 @@ def write_voc_detection_tree(voc_dir: Path, splits: dict[str, int], seed: int = 
     return written
 
 
+def write_voc2012_photo_tree(root: Path, n_train: int = 4, n_val: int = 2, seed: int = 0) -> Path:
+    """VOC2012 as downloaded, without SBD: ``JPEGImages/`` (real photographs, other sizes per image),
+    ``SegmentationClass/`` palette PNGs and ``ImageSets/Segmentation/{train,val,trainval}.txt``; no
+    SegmentationClassAug, no aug.txt. The objects follow the photo: its brighter-than-Otsu pixels (of
+    grayscale, blurred) are one VOC class (1-3 by image), the rest background, with 255 borders 2 px wide."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(seed)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    photos, names = _photos(), {"train": [], "val": []}
+    for i in range(n_train + n_val):
+        split = "train" if i < n_train else "val"
+        h, w = SIZES[i % len(SIZES)]
+        photo = cv2.resize(photos[i % len(photos)], (w, h), interpolation=cv2.INTER_AREA)
+        grey = cv2.GaussianBlur(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), (5, 5), 0)
+        fg = grey > threshold_otsu(grey)
+        edge = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+        label = np.where(fg, 1 + i % 3, 0).astype(np.uint8)
+        label[edge] = 255
+        stem = f"2012_{int(rng.integers(0, 10**6)):06d}_{i}"
+        Image.fromarray(photo).save(root / "JPEGImages" / f"{stem}.jpg", quality=90)
+        png = Image.frombytes("P", (w, h), label.tobytes())
+        png.putpalette(VOC_PALETTE)
+        png.save(root / "SegmentationClass" / f"{stem}.png")
+        names[split].append(stem)
+    sets = root / "ImageSets/Segmentation"
+    for split, stems in (*names.items(), ("trainval", names["train"] + names["val"])):
+        (sets / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return root
+
+
 # Cityscapes label names (cityscapesscripts' labels.py) → trainId; "ego vehicle" and the unlabelled
 # background become 255 (ignored)
 CITYSCAPES_TRAIN_IDS = {

@@ -25,7 +25,7 @@ from ..build import build_dataset, build_model, build_training_optimizer, resolv
 from ..config import Config, ConfigError
 from ..data.dataset import build_loader
 from ..data.device_augment import batch_on_device, normalize_images
-from ..eval.online import OnlineEvaluator, check_eval_data
+from ..eval.online import OnlineEvaluator, check_eval_data, demo_note
 from ..optim import set_lr
 from ..schedules import StepValues, TrainingPlan, plan_from_config
 from ..seeding import step_seed
@@ -537,6 +537,10 @@ class Trainer:
             int(values["eval/images"]),
             float(values["eval/seconds"]),
         )
+        if ("eval/random_unsup_miou" in values or self.step == self.total_steps) and (
+            note := demo_note(self.cfg, self.total_steps)
+        ):
+            logger.info(note)  # after the first evaluation (the baseline rows) and the last
         if self.preemption.stop_requested():  # a signal after the last check inside the evaluation
             self.preemption.exit(self.step, self.checkpoint_path)
 

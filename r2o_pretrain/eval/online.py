@@ -100,6 +100,22 @@ DEMO_ONLY = (
 )
 
 
+DEMO_NOTE = (
+    "what the demo's evaluation can show: its {steps} steps run the whole pipeline (curve, masks, checkpoint) "
+    "but are far too few to learn, so its mIoU stays near the random-init row, and the colour row is what the "
+    "scenes' colours alone give away; runs long enough to rise above random init are in docs/benchmarks.md "
+    "('Online curves under the fidelity-II step')"
+)
+
+
+def demo_note(cfg: Config, total_steps: int) -> str | None:
+    """The one line that says what the online evaluation of the demo (``eval.images=demo`` on the demo
+    scenes) can and cannot show at ``total_steps`` steps; None for any other evaluation."""
+    if cfg.eval.every_epochs == 0 or cfg.eval.images != "demo" or demo_off(cfg):
+        return None
+    return DEMO_NOTE.format(steps=total_steps)
+
+
 def demo_off(cfg: Config) -> bool:
     """True when ``eval.images=demo`` turns the evaluation off: the run does not train on the demo scenes."""
     return cfg.eval.images == "demo" and not (cfg.data.demo and not cfg.data.root)

@@ -77,12 +77,21 @@ MMSEG_DEEPLABV3PLUS = dict(
 MMSEG_OPTIMIZER = dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=0.0005)
 
 
+def _unscoped(value):
+    """The config's values without the ``_scope_`` keys mmengine adds to what a ``mmseg::`` base defines."""
+    if isinstance(value, dict):
+        return {k: _unscoped(v) for k, v in value.items() if k != "_scope_"}
+    if isinstance(value, list):
+        return [_unscoped(v) for v in value]
+    return value
+
+
 def _config(name: str, monkeypatch=None, **env: str):
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Config.fromfile(str(ROOT / "configs" / name))
+    return ConfigDict(_unscoped(Config.fromfile(str(ROOT / "configs" / name)).to_dict()))
 
 
 def _types(pipeline) -> list[str]:

@@ -47,9 +47,9 @@ def _shrink(cfg) -> None:
 
 def build_runner(config: str, work_dir, monkeypatch, edit, **env: str):
     """The config as ``mim train`` reads it (environment variables, custom_imports), edited by ``edit(cfg)``, and
-    its runner built through mmengine's RUNNERS as mmseg's tools/train.py builds it (``runner_type``)."""
+    its runner built through mmengine's RUNNERS by ``runner_type`` from mmseg's RUNNERS."""
     from mmengine.config import Config
-    from mmengine.registry import RUNNERS
+    from mmseg.registry import RUNNERS  # where r2o_mmseg registers R2ORunner (mim resolves it through mmseg's scope)
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

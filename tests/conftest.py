@@ -22,6 +22,7 @@ E2E_MODULES = {
     "test_d2",
     "test_environment",
     "test_mmseg",
+    "test_mmseg_protocols_e2e",
     "test_online_eval",
     "test_roundtrip_d2",
     "test_roundtrip_mmseg",

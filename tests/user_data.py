@@ -345,4 +345,34 @@ def write_photo_folder(root: Path, n: int = 12, size: tuple[int, int] = (72, 96)
         folder = root / ("more" if i % 3 == 2 else "")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(crop).save(folder / f"photo_{i:03d}.jpg", quality=92)
+
+
+ADE_NUM_CLASSES = 150
+
+
+def write_ade20k_tree(
+    root: Path, n_train: int = 4, n_val: int = 2, sizes: tuple[tuple[int, int], ...] = ((96, 128), (128, 96), (80, 112))
+) -> Path:
+    """An ``ADEChallengeData2016`` tree as the MIT Scene Parsing zip unpacks: real photographs as
+    ``images/{training,validation}/ADE_{train,val}_%08d.jpg`` and single-channel label PNGs as
+    ``annotations/{training,validation}/ADE_{train,val}_%08d.png`` with 0 = "other" (ignored through
+    ``reduce_zero_label``) and 1..150 the classes. Each label map has a band of 0, the class ids 1 and 150
+    (the ends of the range) and a few others; sizes (h, w) vary. Returns ``root``."""
+    rng = np.random.default_rng(0)
+    photos = _photos()
+    for i in range(n_train + n_val):
+        split, prefix, k = ("training", "train", i + 1) if i < n_train else ("validation", "val", i - n_train + 1)
+        h, w = sizes[i % len(sizes)]
+        img_dir, ann_dir = root / "images" / split, root / "annotations" / split
+        img_dir.mkdir(parents=True, exist_ok=True)
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        photo = cv2.resize(photos[i % len(photos)], (w, h), interpolation=cv2.INTER_AREA)
+        Image.fromarray(photo).save(img_dir / f"ADE_{prefix}_{k:08d}.jpg", quality=95)
+        label = np.full((h, w), 1, np.uint8)  # class 1 ("wall") everywhere first
+        label[h // 2 :] = 150  # the last class
+        middle = [int(c) for c in rng.choice(np.arange(2, 150), size=2, replace=False)]
+        label[h // 4 : h // 2, : w // 2] = middle[0]
+        label[h // 2 : 3 * h // 4, w // 2 :] = middle[1]
+        label[:, :4] = 0  # "other": ignored
+        Image.fromarray(label).save(ann_dir / f"ADE_{prefix}_{k:08d}.png")
     return root

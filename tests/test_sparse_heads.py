@@ -18,7 +18,7 @@ from user_data import photo_training_batch
 from r2o_pretrain.engine.distributed import convert_sync_batchnorm
 from r2o_pretrain.loss import normalized_mse
 from r2o_pretrain.model import r2o as r2o_module
-from r2o_pretrain.model.heads import MLP, RowWeightedBatchNorm1d, apply_heads
+from r2o_pretrain.model.heads import MLP, OccupiedRows, RowWeightedBatchNorm1d, apply_heads
 from r2o_pretrain.model.r2o import R2O
 from r2o_pretrain.optim import build_optimizer
 
@@ -69,8 +69,8 @@ def _step(model: R2O, batch, k: int, superpixels_only: bool, amp: bool = False, 
     masks: list[torch.Tensor] = []
     original = R2O._embed
 
-    def recording(self, encoder, heads, views, view_masks):
-        out = original(self, encoder, heads, views, view_masks)
+    def recording(self, encoder, heads, views, view_masks, rows=None):
+        out = original(self, encoder, heads, views, view_masks, rows)
         seen.append([t.detach().clone() for t in out])
         masks.append(view_masks)
         return out
@@ -262,6 +262,25 @@ def test_apply_heads_puts_every_row_back_when_nothing_is_empty():
     for d, s in zip(dense, sparse):
         assert s.shape == d.shape == (3, 5, 4)
         torch.testing.assert_close(s, d)
+
+
+def test_rows_of_the_swapped_halves_are_the_rows_found_again():
+    """The target's rows (views swapped) come from the online's without a second ``nonzero``: the same
+    outputs and BN statistics as finding them on the swapped input, and as the dense heads."""
+    torch.manual_seed(1)
+    n, m = 6, 7  # 2B = 6 images, 7 masks
+    occupied = torch.rand(n, m) < 0.3
+    x = torch.randn(n, m, 8) * occupied[..., None]
+    swapped = torch.cat([x[n // 2 :], x[: n // 2]])
+    head = MLP(8, 16, 4)
+    found, reused, dense = copy.deepcopy(head), copy.deepcopy(head), copy.deepcopy(head)
+    (a,) = apply_heads(swapped, [found], swapped.ne(0).any(-1))
+    (b,) = apply_heads(swapped, [reused], OccupiedRows(occupied).halves_swapped())
+    (c,) = apply_heads(swapped, [dense])
+    torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    assert rel(b, c) <= FP32
+    for key, value in reused.state_dict().items():
+        torch.testing.assert_close(value, found.state_dict()[key], rtol=1e-6, atol=1e-7)
 
 
 def test_converting_to_sync_batchnorm_keeps_the_row_weighted_heads():

@@ -145,6 +145,18 @@ class OccupiedRows:
         n_zero = (self.num_rows - occupied.sum()).float()
         self.weight = torch.cat([n_zero[None], occupied.new_ones(self.index.numel(), dtype=torch.float32)])
 
+    def halves_swapped(self) -> OccupiedRows:
+        """The same rows for the input with its two halves swapped (``cat([x[N/2:], x[:N/2]])``: the target
+        sees the views in the other order), without finding them again (no second wait on CUDA)."""
+        half = self.num_rows // 2
+        if 2 * half != self.num_rows:
+            raise ValueError(f"halves_swapped needs an even number of rows, got {self.num_rows}")
+        out = object.__new__(OccupiedRows)
+        out.num_rows, out.weight = self.num_rows, self.weight
+        out.index = (self.index + half) % self.num_rows  # compact order unchanged: BN's sums are order-free
+        out.inverse = self.inverse.roll(half)
+        return out
+
     def compact(self, x: torch.Tensor) -> torch.Tensor:
         """float[N,C] (empty rows exactly zero) → float[R+1,C]: a zero row, then the non-empty rows."""
         return torch.cat([x.new_zeros(1, x.shape[1]), x.index_select(0, self.index)])
@@ -154,13 +166,16 @@ class OccupiedRows:
         return y.index_select(0, self.inverse)
 
 
-def apply_heads(x: torch.Tensor, heads: Sequence[MLP], occupied: torch.Tensor | None = None) -> list[torch.Tensor]:
+def apply_heads(
+    x: torch.Tensor, heads: Sequence[MLP], occupied: torch.Tensor | OccupiedRows | None = None
+) -> list[torch.Tensor]:
     """Chain ``heads`` on x float[N,M,C] (each head takes the previous one's output) → every head's output
     float[N,M,D_i], all rows.
 
     occupied: bool[N,M], False where the row's mask is all zero (its pooled vector is then exactly zero).
     Given, the heads run on the occupied rows plus one representative zero row counted n_zero times in
-    their BatchNorm: the dense result within float rounding (tests/test_sparse_heads.py). None: all rows.
+    their BatchNorm: the dense result within float rounding (tests/test_sparse_heads.py). An
+    ``OccupiedRows`` of the N·M rows may be given instead (found once, reused). None: all rows.
     """
     n, m, _ = x.shape
     rows = x.reshape(n * m, -1)
@@ -170,7 +185,7 @@ def apply_heads(x: torch.Tensor, heads: Sequence[MLP], occupied: torch.Tensor | 
             rows = head(rows)
             outputs.append(rows.view(n, m, -1))
         return outputs
-    picked = OccupiedRows(occupied)
+    picked = occupied if isinstance(occupied, OccupiedRows) else OccupiedRows(occupied)
     rows = picked.compact(rows)
     for head in heads:
         rows = head(rows, picked.weight)

@@ -143,6 +143,7 @@ class GraphSteps:
     def _run(self, key: tuple, fn, inputs: dict, reference: Callable[[], tuple], same: Callable) -> tuple | None:
         if self.owner.failed is not None:
             return None
+        stream = torch.cuda.current_stream() if torch.cuda.is_available() else None
         try:
             g, new = self.owner.graph(self.points, key, fn, inputs)
             out = tuple(t.clone() for t in g(**inputs))
@@ -153,6 +154,9 @@ class GraphSteps:
                     raise GraphCaptureMismatch(why)
             return out
         except Exception as exc:  # noqa: BLE001 - any capture/replay failure means: run eagerly
+            # torch.cuda.graph's __exit__ leaves its side stream current when capture_end raises: restore ours
+            if stream is not None:
+                torch.cuda.set_stream(stream)
             self.owner.give_up(f"{key[0]} graph: {type(exc).__name__}: {exc}")
             return None
 

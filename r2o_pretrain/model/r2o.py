@@ -19,7 +19,7 @@ from torch.profiler import record_function
 from ..data.segment_counts import SegmentCounts
 from ..loss import masked_byol_loss, overlap_indicator
 from .encoder import ResNetEncoder
-from .heads import MLP, apply_heads
+from .heads import MLP, OccupiedRows, apply_heads
 from .masks import mask_mass, mask_pool, view_masks, view_masks_from_maps
 from .refiner import RegionRefiner, superpixel_label_map, superpixel_maps
 
@@ -137,13 +137,19 @@ class R2O(nn.Module):
         heads: list[MLP],
         views: torch.Tensor,
         masks: torch.Tensor,
+        rows: OccupiedRows | None = None,
     ) -> list[torch.Tensor]:
         """views float[N,3,S,S], masks float[N,M,h*w] → each head's output float[N,M,D], the heads chained
-        on the pooled features (BN over all N·M rows; with ``sparse_heads`` computed on the non-empty ones)."""
+        on the pooled features (BN over all N·M rows; with ``sparse_heads`` computed on the non-empty ones:
+        ``rows``, or found from ``masks``)."""
         _, c5 = encoder(views)
         pooled = mask_pool(c5, masks, self.pool_area_floor)
-        occupied = masks.ne(0).any(-1) if self.sparse_heads else None  # an all-zero mask pools to zeros
-        return apply_heads(pooled, heads, occupied)
+        return apply_heads(pooled, heads, rows)
+
+    def occupied_rows(self, masks: torch.Tensor) -> OccupiedRows | None:
+        """masks float[N,M,h*w] → their non-empty rows (an all-zero mask pools to zeros); None without
+        ``sparse_heads``. On CUDA this waits for the device once per step (``nonzero``)."""
+        return OccupiedRows(masks.ne(0).any(-1)) if self.sparse_heads else None
 
     def forward(
         self,
@@ -179,11 +185,14 @@ class R2O(nn.Module):
             mass = mask_mass(masks)
             counted = overlap_indicator(mass[:, 0], mass[:, 1], self.mask_area_threshold)
         with record_function("r2o.online_forward"):
+            online_masks = torch.cat([masks[:, 0], masks[:, 1]])
+            rows = self.occupied_rows(online_masks)
             online, preds = self._embed(
                 self.online_encoder,
                 [self.online_projector, self.predictor],
                 torch.cat([views[:, 0], views[:, 1]]),
-                torch.cat([masks[:, 0], masks[:, 1]]),
+                online_masks,
+                rows,
             )  # [2B,M,D] each
         if tau is not None:
             with record_function("r2o.ema_update"):
@@ -194,6 +203,7 @@ class R2O(nn.Module):
                 [self.target_projector],
                 torch.cat([views[:, 1], views[:, 0]]),
                 torch.cat([masks[:, 1], masks[:, 0]]),
+                None if rows is None else rows.halves_swapped(),  # the same masks, views swapped
             )
         with record_function("r2o.loss"):
             counted_both = torch.cat([counted, counted])

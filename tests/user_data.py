@@ -345,6 +345,7 @@ def write_photo_folder(root: Path, n: int = 12, size: tuple[int, int] = (72, 96)
         folder = root / ("more" if i % 3 == 2 else "")
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(crop).save(folder / f"photo_{i:03d}.jpg", quality=92)
+    return root
 
 
 ADE_NUM_CLASSES = 150

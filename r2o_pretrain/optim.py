@@ -19,7 +19,6 @@ and every norm layer's parameters; ``official_names`` applies the authors' name 
 from __future__ import annotations
 
 import torch
-from timm.optim import Lars
 from torch import nn
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
@@ -207,6 +206,8 @@ def build_optimizer(
             groups[1]["lars_exclude"] = True
             return LARS(groups, lr=0.0, momentum=momentum, eta=trust_coefficient)
         if lars == "timm":
+            from timm.optim import Lars  # here, not at the top: timm's import costs every run ~0.5 s
+
             return Lars(groups, lr=0.0, momentum=momentum, trust_coeff=trust_coefficient, always_adapt=False)
         raise ValueError(f"lars must be one of {LARS_KINDS}, got '{lars}'")
     if kind == "sgd":

@@ -105,19 +105,28 @@ def run_tool(*args: str, timeout: int = 600, env: dict | None = None) -> subproc
 def run_main(tool: str, *args: str) -> subprocess.CompletedProcess:
     """``python tools/<tool> args`` in this process (its ``main(argv)``), returned as ``run_tool`` does.
 
-    For the command lines' error paths, which end before any training: the same code as a subprocess
-    without paying an interpreter start and torch's import (~5 s each) per call.
+    For the command lines' error paths and for short trainings that need no process of their own (no signal,
+    kill or torchrun; loader workers are forked as usual): the same code as a subprocess without paying an
+    interpreter start and torch's import (~5 s each) per call. The log handlers a run adds to the root
+    logger (its console and ``log.txt``) are closed and removed when it returns.
     """
     import contextlib
     import importlib.util
     import io
+    import logging
 
     spec = importlib.util.spec_from_file_location(f"_tool_{Path(tool).stem}", ROOT / tool)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = module.main(list(args))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = module.main(list(args))
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_r2o", False)]:
+            root.removeHandler(handler)
+            handler.close()
     return subprocess.CompletedProcess([tool, *args], code, out.getvalue(), err.getvalue())
 
 
@@ -126,7 +135,7 @@ def r2o_checkpoint(demo_dir, tmp_path_factory) -> Path:
     """A real pretraining checkpoint (ResNet-18, 2 steps) for the conversion, plugin and eval tests."""
 
     def pretrain(out: Path) -> None:
-        r = run_tool(
+        r = run_main(
             "tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__max_steps=2)
         )
         assert r.returncode == 0, r.stderr[-2000:]

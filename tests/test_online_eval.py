@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_tool, tiny_overrides
+from conftest import ROOT, run_main, run_tool, tiny_overrides
 from PIL import Image
 from test_scale import HELPER, _finish, _torchrun, launched
 
@@ -83,7 +83,7 @@ def full(demo_dir, knn_folders, tmp_path_factory) -> Path:
     """An uninterrupted run with evaluation every epoch (2 epochs of 2 steps: evaluations at 2 and 4)."""
     out = tmp_path_factory.mktemp("online_full")
     train, val = knn_folders
-    r = run_tool("tools/pretrain.py", *eval_overrides(demo_dir, out, eval__knn_train=train, eval__knn_val=val))
+    r = run_main("tools/pretrain.py", *eval_overrides(demo_dir, out, eval__knn_train=train, eval__knn_val=val))
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -158,7 +158,8 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
         proc.send_signal(signal.SIGUSR1)
         assert _finish(proc, log, timeout=300) == 75, log.read_text()[-3000:]
     marker = json.loads((out / "checkpoints/PREEMPTED").read_text())
-    assert marker["step"] == 4 and torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 4
+    assert marker["signal"] == "SIGUSR1" and marker["step"] == 4
+    assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 4
     resumed = run_tool("tools/pretrain.py", *args, "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     records = eval_lines(out)
@@ -170,7 +171,7 @@ def test_curve_continues_after_a_kill_a_preemption_during_evaluation_and_resume(
     assert (out / "eval_masks.png").is_file()  # the latest evaluation's picture, beside TensorBoard's
     # a run from scratch (no --resume) in the same folder: a curve of its own, the old records kept aside,
     # and the once-per-run rows logged again (they were read from the old records before)
-    fresh = run_tool("tools/pretrain.py", *args, "train.max_steps=2")
+    fresh = run_main("tools/pretrain.py", *args, "train.max_steps=2")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert "were moved to metrics." in fresh.stderr and "last.pth holds a finished run" in fresh.stderr
     new = eval_lines(out)
@@ -387,7 +388,7 @@ def test_the_demo_run_says_what_its_evaluation_can_show(demo_dir, tmp_path):
     args = tiny_overrides(demo_dir / "images", out, train__epochs=1, train__batch_size=8, eval__every_epochs=1)
     args = [a for a in args if not a.startswith("data.root=")]
     args += [f"data.demo_dir={demo_dir}", "eval.images=demo", "eval.size=64", "eval.n_segments=20", "eval.pictures=0"]
-    r = run_tool("tools/pretrain.py", *args)
+    r = run_main("tools/pretrain.py", *args)
     assert r.returncode == 0, r.stderr[-2000:]
     log = (out / "log.txt").read_text()
     assert "random init" in log

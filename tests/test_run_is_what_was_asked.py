@@ -50,18 +50,57 @@ def photos(tmp_path_factory) -> Path:
     return write_photo_folder(tmp_path_factory.mktemp("own") / "photos", n=6, size=(72, 96))
 
 
+def run_overrides(photos: Path, out: Path) -> list[str]:
+    """6 photos, batch 2: 3 steps/epoch, 2 epochs; two DataLoader workers (their RNG streams must resume too)."""
+    return photo_overrides(photos, out, train__epochs=2, train__batch_size=2, data__num_workers=2)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(photos, tmp_path_factory) -> Path:
+    """The run of ``resumed_run`` without the kill: what the resumed run must equal."""
+    cwd = tmp_path_factory.mktemp("cwd_full")
+    out = cwd / "runs" / "p"
+    r = pretrain(cwd, *run_overrides(photos, out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
 @pytest.fixture(scope="module")
 def resumed_run(photos, tmp_path_factory):
-    """A run on the photos (6 images, batch 2: 3 steps/epoch, 2 epochs) SIGKILLed after step 5 (checkpoint
-    of step 4), then resumed with only ``--output-dir X --resume auto``."""
+    """The run on the photos SIGKILLed after step 5 (checkpoint of step 4), then resumed with only
+    ``--output-dir X --resume auto``."""
     cwd = tmp_path_factory.mktemp("cwd")
     out = cwd / "runs" / "p"
-    killed = pretrain(cwd, *photo_overrides(photos, out, train__epochs=2, train__batch_size=2), "debug.kill_at_step=5")
-    assert killed.returncode == -9, killed.stderr[-3000:]
+    killed = pretrain(cwd, *run_overrides(photos, out), "debug.kill_at_step=5")
+    assert killed.returncode == -9, killed.stderr[-3000:]  # really killed, mid-epoch, after step 5
+    assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == 4
     before = records(out)
     resumed = pretrain(cwd, "--output-dir", str(out), "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     return cwd, out, before, resumed
+
+
+def tensorboard_steps(out: Path, tag: str = "train/loss") -> list[int]:
+    """The steps of ``tag`` as TensorBoard shows them (its reader applies the resumed run's purge_step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+@pytest.mark.e2e
+def test_killed_and_resumed_run_is_the_uninterrupted_run(resumed_run, uninterrupted):
+    """Every loss to the last bit, the TensorBoard curve (step 5 ran twice, shown once) and the exported weights."""
+    _, out, _, _ = resumed_run
+    full, again = records(uninterrupted), records(out)
+    assert sorted(full) == sorted(again) == list(range(1, 7))
+    for step in full:
+        assert again[step]["loss"] == full[step]["loss"], f"step {step}"
+    assert tensorboard_steps(out) == tensorboard_steps(uninterrupted) == list(range(1, 7))
+    a = torch.load(uninterrupted / "export/backbone_torchvision.pth", weights_only=True)
+    b = torch.load(out / "export/backbone_torchvision.pth", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.e2e

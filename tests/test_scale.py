@@ -367,20 +367,8 @@ def _writer(two_nodes: Path) -> Path:
     return next(d for d in (two_nodes / "out_a", two_nodes / "out_b") if d.exists())
 
 
-def test_single_process_sigusr1_checkpoints_and_exits_75(demo_dir, tmp_path):
-    out = tmp_path / "run"
-    argv = [
-        "tools/pretrain.py",
-        *tiny_overrides(demo_dir / "images", out, train__epochs=1, train__checkpoint_every=100),
-    ]
-    log = tmp_path / "single.log"
-    with launched((argv + ["data.demo=false"], log)) as (proc,):
-        _wait_for_steps(out, 2, proc, log)
-        proc.send_signal(signal.SIGUSR1)
-        assert _finish(proc, log, timeout=120) == 75, log.read_text()[-3000:]
-    marker = json.loads((out / "checkpoints/PREEMPTED").read_text())
-    assert marker["signal"] == "SIGUSR1"
-    assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == marker["step"] >= 2
+# A single process (no torchrun) preempted by SIGUSR1 (exit 75, PREEMPTED, the checkpoint of the current step):
+# test_online_eval.py's curve test, which sends it during an evaluation.
 
 
 # ---------------------------------------------------------------- SLURM scripts

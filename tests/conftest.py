@@ -7,13 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-from torch import nn
+# One intra-op thread per process, set before torch is imported, for this process and every subprocess: `make
+# test` runs two pytest workers on two cores, and each process's OpenMP threads beyond its share of the cores
+# spin against the other worker's (a tiny training took 2.6x as long with 2 threads as with 1 on the loaded
+# machine). Export OMP_NUM_THREADS to choose otherwise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # also if a plugin imported torch before this file
 
 ROOT = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 # Modules whose every test runs real training, fine-tuning or torchrun in subprocesses (marked e2e, so
 # `make test-quick` skips them); elsewhere a test is e2e when it needs a pretraining checkpoint or says so.

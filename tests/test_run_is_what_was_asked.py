@@ -50,17 +50,20 @@ def photos(tmp_path_factory) -> Path:
     return write_photo_folder(tmp_path_factory.mktemp("own") / "photos", n=6, size=(72, 96))
 
 
+RUN = {"train__epochs": 2, "train__batch_size": 2, "data__num_workers": 2}
+"""6 photos, batch 2: 3 steps/epoch, 2 epochs; two DataLoader workers (their RNG streams must resume too)."""
+
+
 def run_overrides(photos: Path, out: Path) -> list[str]:
-    """6 photos, batch 2: 3 steps/epoch, 2 epochs; two DataLoader workers (their RNG streams must resume too)."""
-    return photo_overrides(photos, out, train__epochs=2, train__batch_size=2, data__num_workers=2)
+    return photo_overrides(photos, out, **RUN)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(photos, tmp_path_factory) -> Path:
-    """The run of ``resumed_run`` without the kill: what the resumed run must equal."""
-    cwd = tmp_path_factory.mktemp("cwd_full")
-    out = cwd / "runs" / "p"
-    r = pretrain(cwd, *run_overrides(photos, out))
+    """The run of ``resumed_run`` without the kill, in this process (its superpixel cache in its own folder):
+    what the resumed run must equal."""
+    out = tmp_path_factory.mktemp("full") / "p"
+    r = run_main("tools/pretrain.py", *tiny_overrides(photos, out, **RUN))
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 

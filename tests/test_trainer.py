@@ -24,7 +24,7 @@ def read_losses(out):
 @pytest.fixture(scope="module")
 def full_run(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    r = run_tool(
+    r = run_main(
         "tools/pretrain.py", *tiny_overrides(demo_dir / "images", out, data__num_workers=2, train__regions_png=True)
     )
     assert r.returncode == 0, r.stderr[-3000:]

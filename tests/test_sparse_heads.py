@@ -1,7 +1,10 @@
 """Heads on the non-empty mask rows (``model.sparse_heads``, model/heads.py) give the numbers of the heads
 on all 2B·K rows (the authors'): loss, every gradient, BN running statistics, projections, the EMA after
-an optimiser step; fp32 within 1e-5 (norm-wise relative, per tensor), bf16 autocast within the bound
-stated below; on one process and, with the statistics all-reduced, on two (gloo)."""
+an optimiser step. fp32: within 1e-5 (norm-wise relative, per tensor) of the exact step (the dense heads in
+float64), or no further from it than the dense fp32 step is where fp32 rounding alone exceeds that (one
+thread, measured: the dense fp32 step is up to 1.8e-5 off in gradients at K=128, the sparse one 8e-6; with
+no empty rows, BYOL, both 1.4e-5); the two fp32 paths within 2.5e-5 of each other. bf16 autocast within the
+bound stated below; on one process and, with the statistics all-reduced, on two (gloo)."""
 
 from __future__ import annotations
 
@@ -137,14 +140,23 @@ def test_sparse_heads_give_the_dense_step(photos, monkeypatch, method, k, superp
     dense_model = _model(method, sparse=False, label_map=label_map)
     sparse_model = copy.deepcopy(dense_model)
     sparse_model.sparse_heads = True
+    exact_model = copy.deepcopy(dense_model).double()  # the authors' dense heads, in float64: the exact step
     dense = _step(dense_model, photos, k, superpixels_only, monkeypatch=monkeypatch)
     sparse = _step(sparse_model, photos, k, superpixels_only, monkeypatch=monkeypatch)
+    batch64 = [t.double() if t.is_floating_point() else t for t in photos]
+    exact = _step(exact_model, batch64, k, superpixels_only, monkeypatch=monkeypatch)
 
-    assert torch.equal(sparse["num_masks"], dense["num_masks"])
-    worst = _compare(dense, sparse)
-    print(f"{method} K={k}: empty rows {dense['empty_rows']:.2f},", {n: f"{v:.1e}" for n, v in worst.items()})
-    bad = {n: v for n, v in worst.items() if v > FP32}
-    assert not bad, f"{method} K={k}: {bad} (all: {worst})"
+    assert torch.equal(sparse["num_masks"], dense["num_masks"]) and torch.equal(exact["num_masks"], dense["num_masks"])
+    worst = _compare(exact, sparse)
+    dense_rounding = _compare(exact, dense)
+    between = _compare(dense, sparse)
+    print(f"{method} K={k}: empty rows {dense['empty_rows']:.2f}; vs the exact step, sparse fp32:",
+          {n: f"{v:.1e}" for n, v in worst.items()}, "dense fp32:", {n: f"{v:.1e}" for n, v in dense_rounding.items()})  # fmt: skip
+    # within the bound of the exact step, or (where fp32 itself is further off: the dense fp32 step too) no
+    # further from it than the authors' dense heads in fp32 are, with 10 % slack
+    bad = {n: (v, dense_rounding[n]) for n, v in worst.items() if v > max(FP32, 1.1 * dense_rounding[n])}
+    assert not bad, f"{method} K={k}: (sparse, dense) vs exact {bad} (all sparse: {worst}, dense: {dense_rounding})"
+    assert max(between.values()) <= 2.5 * FP32, (between, dense_rounding)  # the two fp32 paths: their rounding
     # the step really had empty rows to skip (BYOL: one whole-image mask per view, none)
     if method == "byol":
         assert dense["empty_rows"] == 0

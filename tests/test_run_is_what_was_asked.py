@@ -271,3 +271,24 @@ def test_ctrl_c_checkpoints_at_the_current_step_and_exits_130(photos, tmp_path):
     text = log2.read_text()
     assert f"at step {step} (" in text and "second Ctrl-C: exiting now" in text and "Traceback" not in text
     assert torch.load(out / "checkpoints/last.pth", weights_only=True)["step"] == step  # no checkpoint written
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C during the seconds of torch's import, before main() runs: one line, exit 130."""
+    proc = subprocess.Popen(
+        [sys.executable, TOOL, "--dry-run"], cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        maps = Path(f"/proc/{proc.pid}/maps")
+        deadline = time.monotonic() + 60
+        while "libtorch" not in maps.read_text():  # torch is being imported: the script's handler is set
+            assert proc.poll() is None and time.monotonic() < deadline, "no torch import seen"
+            time.sleep(0.01)
+        _ctrl_c(proc)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted (Ctrl-C) while starting: nothing to save" in err and "Traceback" not in err, err[-3000:]

@@ -34,17 +34,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
-from r2o_pretrain.build import dry_run_plan
-from r2o_pretrain.config import Config, ConfigError, describe_keys, load_config
-from r2o_pretrain.data.folder import BadImageError, DatasetError
-from r2o_pretrain.engine.checkpoint import CheckpointError
-from r2o_pretrain.engine.preemption import EXIT_INTERRUPTED
-from r2o_pretrain.engine.resume import ALLOW_FLAG, resume_checkpoint, resumed_config, saved_settings
-from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, train
-from r2o_pretrain.eval.online import check_eval_data, describe_cost
+
+def _interrupted_while_starting(signum, frame) -> None:
+    """Ctrl-C during the imports below (torch's takes seconds): a line and exit 130, not a traceback."""
+    print("\ninterrupted (Ctrl-C) while starting: nothing to save", file=sys.stderr)
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+from r2o_pretrain.build import dry_run_plan  # noqa: E402
+from r2o_pretrain.config import Config, ConfigError, describe_keys, load_config  # noqa: E402
+from r2o_pretrain.data.folder import BadImageError, DatasetError  # noqa: E402
+from r2o_pretrain.engine.checkpoint import CheckpointError  # noqa: E402
+from r2o_pretrain.engine.preemption import EXIT_INTERRUPTED  # noqa: E402
+from r2o_pretrain.engine.resume import ALLOW_FLAG, resume_checkpoint, resumed_config, saved_settings  # noqa: E402
+from r2o_pretrain.engine.trainer import NonFiniteLossError, NonFiniteWeightsError, train  # noqa: E402
+from r2o_pretrain.eval.online import check_eval_data, describe_cost  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,4 +179,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, main() and the trainer handle it
     sys.exit(main())

@@ -13,6 +13,7 @@ everything else is mmengine's Runner.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import pickle
 from collections.abc import Iterator
@@ -37,8 +38,17 @@ def _unreadable_file_problem(filename: str) -> str | None:
     return None
 
 
+_NAMING = contextvars.ContextVar("r2o_mmseg_naming", default=False)
+
+
 @contextlib.contextmanager
 def _naming(filename: str, what: str) -> Iterator[None]:
+    """Errors of reading ``filename`` raised again naming it as ``what``; the outermost one names it (mmengine's
+    ``resume`` reads through ``load_checkpoint``: one prefix, ``--resume``'s)."""
+    if _NAMING.get():
+        yield
+        return
+    token = _NAMING.set(True)
     try:
         yield
     except pickle.UnpicklingError as exc:
@@ -53,6 +63,8 @@ def _naming(filename: str, what: str) -> Iterator[None]:
         if problem is None:
             raise
         raise ConversionError(f"{what} {problem}") from exc
+    finally:
+        _NAMING.reset(token)
 
 
 class R2ORunner(Runner):

@@ -177,3 +177,10 @@ def test_mmseg_runner_checkpoint_loading_names_unreadable_files(bad_files):
         with pytest.raises((ConversionError, pickle.UnpicklingError)) as err:
             runner.load_checkpoint(str(path))
         assert str(path) in str(err.value), (path, err.value)
+    # --resume reads through load_checkpoint: the message names the file once, as --resume's
+    runner._has_loaded = False
+    for path in _sample(bad_files, 8):
+        with pytest.raises((ConversionError, pickle.UnpicklingError)) as err:
+            runner.resume(str(path), map_location="cpu")
+        text = str(err.value)
+        assert text.startswith("--resume ") and text.count(str(path)) == 1 and "load_from" not in text, text

@@ -48,6 +48,25 @@ def mim_train(config, work_dir, checkpoint, data_root, *options, resume=False):
     )
 
 
+def cfg_options(*options: str) -> dict:
+    """``--cfg-options KEY=VALUE ...`` as mmseg's tools/train.py (under ``mim train``) parses them: mmengine's
+    DictAction; for ``cfg.merge_from_dict`` on a config built in process."""
+    import argparse
+
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    return parser.parse_args(["--cfg-options", *options]).cfg_options
+
+
+def runner_log(runner) -> str:
+    """What an mmengine runner logged so far (its log file: what ``mim train`` prints)."""
+    from pathlib import Path
+
+    return Path(runner.log_dir, f"{runner.timestamp}.log").read_text()
+
+
 def test_voc_palette_pngs_with_borders_read_as_class_ids(demo_dir):
     from mmseg.datasets.transforms import LoadAnnotations
 

@@ -250,7 +250,7 @@ def test_lars_switches_are_config_keys():
 def test_dry_run_prints_the_imagenet_plan():
     from conftest import ROOT, run_main
 
-    # in process: the plan is pretrain.py's main() (the real command line runs in conftest's r2o_checkpoint)
+    # in process: the plan is pretrain.py's main() (its real command line: test_online_eval.py, test_docs.py)
     r = run_main(
         "tools/pretrain.py",
         "--config",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import ROOT, run_tool, tiny_overrides
+from conftest import ROOT, run_main, tiny_overrides
 from helpers.in_process import train_net_cli
 from test_weights import random_resnet, torchvision_stages
 from torch import nn
@@ -144,9 +144,10 @@ def test_convert_eval_and_pretrain_resume_refuse_malicious_files(evil, demo_dir,
         run = tmp_path / f"run_{path.suffix[1:]}"
         assert pretrain.main(["--resume", str(path), *tiny_overrides(demo_dir / "images", run)]) == 2
     assert not marker.exists()
-    # the real exit code of a command line, once
-    r = run_tool("tools/convert.py", str(pkl), str(tmp_path / "o.pkl"), "--to", "d2")
+    # what the command line prints (its main(), in process: convert.py's real command line runs in test_weights.py)
+    r = run_main("tools/convert.py", str(pkl), str(tmp_path / "o.pkl"), "--to", "d2")
     assert r.returncode == 2 and str(pkl) in r.stderr and "'posix.system'" in r.stderr
+    assert not (tmp_path / "o.pkl").exists()
     assert not marker.exists()
 
 

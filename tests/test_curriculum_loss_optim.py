@@ -248,12 +248,13 @@ def test_lars_switches_are_config_keys():
 
 
 def test_dry_run_prints_the_imagenet_plan():
-    from conftest import run_tool
+    from conftest import ROOT, run_main
 
-    r = run_tool(
+    # in process: the plan is pretrain.py's main() (its real command line: test_online_eval.py, test_docs.py)
+    r = run_main(
         "tools/pretrain.py",
         "--config",
-        "configs/pretrain/r2o_r50_imagenet_300ep.yaml",
+        str(ROOT / "configs/pretrain/r2o_r50_imagenet_300ep.yaml"),
         "--dry-run",
         "--world-size",
         "128",

@@ -6,7 +6,8 @@ import json
 import re
 
 import numpy as np
-from conftest import run_tool
+from conftest import run_main, run_tool
+from helpers.in_process import train_net_cli
 
 D2_CFG = "r2o_d2/configs/mask_rcnn_R18_FPN_demo.yaml"
 
@@ -92,7 +93,11 @@ def test_missing_images_give_a_clear_error(demo_dir, tmp_path):
     data["images"][3]["file_name"] = "gone.jpg"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(data))
-    r = train_net(  # the tool's option after the overrides is still read as the option (split_trailing_options)
+    # in process (an error path, before any training); the tool's option after the overrides is still read
+    # as the option (split_trailing_options)
+    r = train_net_cli(
+        "--config-file",
+        D2_CFG,
         *SMALL,
         "DATASETS.TRAIN",
         '("broken",)',
@@ -104,7 +109,7 @@ def test_missing_images_give_a_clear_error(demo_dir, tmp_path):
         "broken",
         str(path),
         str(demo_dir / "images"),
-        demo_dir=demo_dir,
+        env={"R2O_DEMO_DIR": str(demo_dir)},
     )
     assert r.returncode == 2
     assert "gone.jpg" in r.stderr and "1 of 24 images" in r.stderr
@@ -115,9 +120,10 @@ def test_wrong_weights_are_refused_with_the_file_named(demo_dir, tmp_path):
     import torch
 
     torch.save({"conv1.weight": torch.zeros(3)}, bad)
-    r = train_net(
-        *SMALL, "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.WEIGHTS", str(bad), "SOLVER.MAX_ITER", "1", demo_dir=demo_dir
-    )
+    r = train_net_cli(  # in process: the refusal comes before the first iteration
+        "--config-file", D2_CFG, *SMALL, "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.WEIGHTS", str(bad),
+        "SOLVER.MAX_ITER", "1", env={"R2O_DEMO_DIR": str(demo_dir)},
+    )  # fmt: skip
     assert r.returncode == 2 and str(bad) in r.stderr
 
 
@@ -233,7 +239,7 @@ def test_checkpointer_reads_export_and_converted_pkl(r2o_checkpoint, tmp_path):
     model = R2OTrainer.build_model(cfg)
     export = r2o_checkpoint.parent.parent / "export/backbone_torchvision.pth"
     pkl = tmp_path / "r18.pkl"
-    r = run_tool("tools/convert.py", str(r2o_checkpoint), str(pkl), "--to", "d2")
+    r = run_main("tools/convert.py", str(r2o_checkpoint), str(pkl), "--to", "d2")  # its command line: test_weights
     assert r.returncode == 0, r.stderr
     expected = torch.load(export, weights_only=True)["layer3.1.conv2.weight"]
     for path in (export, pkl):

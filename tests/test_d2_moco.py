@@ -1,7 +1,9 @@
 """MoCo's detectron2 protocols (R50-C4 with an extra norm after res5; VOC07+12 Faster R-CNN 24k and COCO Mask
 R-CNN 2x), resolved by the real ``get_cfg`` + ``add_r2o_config`` against facebookresearch/moco's
 ``detection/configs`` files, the C4 model and its weights (res5 in the ROI head), detectron2's own PASCAL VOC
-loader on a VOC-layout folder of real photos, and two-iteration trainings of both configs (e2e)."""
+loader on a VOC-layout folder of real photos, and two-iteration trainings of both configs (e2e): the VOC one as a
+real tools/train_net.py command line (detectron2 registers its builtin VOC names from $DETECTRON2_DATASETS when
+it is first imported), the COCO one through the same cli() in this process (tests/helpers/in_process.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 import pytest
 import torch
 from conftest import run_main, run_tool
+from helpers.in_process import train_net_cli
 from user_data import VOC_PHOTO_OBJECTS, write_coco_polygons, write_voc_detection_tree
 
 VOC_CFG = "r2o_d2/configs/faster_rcnn_R50_C4_voc0712_24k.yaml"
@@ -281,10 +284,10 @@ def test_coco_c4_config_trains_on_coco_polygons_with_masks(tmp_path):
     train_json, images = write_coco_polygons(data, "train", n_images=6, seed=0)
     val_json, _ = write_coco_polygons(data, "val", n_images=2, seed=1)
     out = tmp_path / "out"
-    r = run_tool(
-        "tools/train_net.py", "--config-file", COCO_CFG, "--coco-dataset", "poly_train", str(train_json), str(images),
+    r = train_net_cli(
+        "--config-file", COCO_CFG, "--coco-dataset", "poly_train", str(train_json), str(images),
         "--coco-dataset", "poly_val", str(val_json), str(images), *TINY, "DATASETS.TRAIN", '("poly_train",)',
-        "DATASETS.TEST", '("poly_val",)', "OUTPUT_DIR", str(out), timeout=600,
+        "DATASETS.TEST", '("poly_val",)', "OUTPUT_DIR", str(out),
     )  # fmt: skip
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     log = (out / "log.txt").read_text()

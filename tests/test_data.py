@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import run_tool
+from conftest import run_main, run_tool
 from PIL import Image
 
 from r2o_pretrain.data.dataset import PretrainDataset, build_loader
@@ -146,7 +146,7 @@ def test_demo_scenes_are_deterministic(tmp_path):
 
 
 @pytest.mark.e2e  # runs a real pretraining / detectron2 training
-def test_prefill_warms_exactly_the_entries_training_reads(tmp_path):
+def test_prefill_warms_exactly_the_entries_training_reads(tmp_path, monkeypatch):
     root = make_odd_folder(tmp_path / "imgs")
     cache_dir = tmp_path / "cache"
 
@@ -167,14 +167,19 @@ def test_prefill_warms_exactly_the_entries_training_reads(tmp_path):
     again = prefill_superpixels(make(), workers=0)
     assert again["cached"] == 5 and again["computed"] == 0
 
-    # the command line: same config system as pretrain.py; unreadable files are named
+    # the command line: same config system as pretrain.py; unreadable files are named (a real command line once,
+    # the rest through the same main() in this process)
     args = [f"data.root={root}", f"data.superpixel_cache={tmp_path / 'cli'}", "data.raw_size=32", "data.n_segments=10"]
     r = run_tool("tools/cache_superpixels.py", *args, "--workers", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "5 computed" in r.stdout and "3 unreadable" in r.stdout and "corrupt.jpg" in r.stderr
-    off = run_tool("tools/cache_superpixels.py", *args, "data.superpixel_cache=")
+    off = run_main("tools/cache_superpixels.py", *args, "data.superpixel_cache=")
     assert off.returncode == 2 and "superpixel_cache is empty" in off.stderr
-    assert run_tool("tools/cache_superpixels.py", *args, "--shard", "2/2").returncode == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error: exit status 2
+        run_main("tools/cache_superpixels.py", *args, "--shard", "2/2")
+    assert exit_.value.code == 2
     # under torchrun each process fills its share: RANK/WORLD_SIZE pick the shard
-    ranked = run_tool("tools/cache_superpixels.py", *args, env={"RANK": "1", "WORLD_SIZE": "3"})
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    ranked = run_main("tools/cache_superpixels.py", *args, "--workers", "0")
     assert ranked.returncode == 0 and "3 of 8 images (shard 1/3)" in ranked.stdout

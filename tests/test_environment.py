@@ -137,4 +137,5 @@ def test_patch_replaces_exactly_the_removed_numpy_aliases():
 
 # The stack's own training runs (Mask R-CNN in detectron2, FCN under `mim train`) are exercised end to end by
 # tests/test_d2.py::test_demo_config_trains_and_evaluates_from_r2o_checkpoint (bbox and segm AP tables) and
-# tests/test_mmseg.py::test_demo_config_trains_on_the_demo_voc_export (mIoU), with the r2o plugins loaded.
+# tests/test_mmseg.py::test_demo_config_trains_on_the_demo_voc_export (mIoU; `mim train` itself: test_cityscapes_e2e.py),
+# with the r2o plugins loaded.

@@ -1,9 +1,11 @@
 """Each mmseg protocol config trains 2 iterations and evaluates on real-format data that is not the demo's:
 UperNet on an ADE20K tree (real photographs, single-channel label PNGs with 0 = ignored) from a torchvision-layout
 ResNet-50 state dict (the supervised baseline's file format), DeepLabV3+ on VOC palette PNGs with 255 borders and
-on Cityscapes made from polygons by cityscapesscripts (through ``mim train``, as a user runs it), and the linear
-probe, whose backbone must not move. Shrunk only in sizes (crops, widths, ResNet-18 where the weights allow);
-the in-process trainings build the config's own runner (``R2ORunner``) as mmseg's tools/train.py does."""
+on Cityscapes made from polygons by cityscapesscripts, and the linear probe, whose backbone must not move. Shrunk
+only in sizes (crops, widths, ResNet-18 where the weights allow). Every training here builds the config's own
+runner (``R2ORunner``) in this process as mmseg's tools/train.py does (the DeepLabV3+ Cityscapes one from the same
+``--cfg-options`` a user would type); the real ``mim train`` / ``mim test`` through Cityscapes polygons is
+tests/test_cityscapes_e2e.py's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import re
 
 import torch
 from conftest import ROOT
-from test_mmseg import R18, mim_train
+from test_mmseg import R18, cfg_options, runner_log
 from user_data import write_ade20k_tree, write_cityscapes_polygon_tree, write_voc_palette_tree
 
 
@@ -157,7 +159,7 @@ SMALL_DEEPLABV3PLUS_CITYSCAPES = [
 ]
 
 
-def test_deeplabv3plus_cityscapes_by_mim_train_from_polygons(r2o_checkpoint, tmp_path, monkeypatch):
+def test_deeplabv3plus_cityscapes_trains_from_polygons(r2o_checkpoint, tmp_path, monkeypatch):
     from cityscapesscripts.preparation import createTrainIdLabelImgs
 
     root = write_cityscapes_polygon_tree(tmp_path / "cityscapes", n_train=4, n_val=2)
@@ -165,11 +167,16 @@ def test_deeplabv3plus_cityscapes_by_mim_train_from_polygons(r2o_checkpoint, tmp
     createTrainIdLabelImgs.main()  # the preparation step of docs/transfer_mmseg.md
     assert len(list(root.glob("gtFine/*/*/*_gtFine_labelTrainIds.png"))) == 6
     work = tmp_path / "work"
-    r = mim_train(
-        "configs/r2o_deeplabv3plus_cityscapes.py", work, r2o_checkpoint, root, *SMALL_DEEPLABV3PLUS_CITYSCAPES
+    runner = build_runner(
+        "r2o_deeplabv3plus_cityscapes.py",
+        work,
+        monkeypatch,
+        lambda cfg: cfg.merge_from_dict(cfg_options(*SMALL_DEEPLABV3PLUS_CITYSCAPES)),
+        R2O_CHECKPOINT=str(r2o_checkpoint),
+        R2O_DATA_ROOT=str(root),
     )
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text[-4000:]
+    runner.train()
+    text = runner_log(runner)  # what mim train would print
     assert "every backbone tensor was loaded" in text
     assert re.search(r"Iter\(train\) \[2/2\]", text) and re.search(r"mIoU: \d", text)
     assert (work / "iter_2.pth").is_file()

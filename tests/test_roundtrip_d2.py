@@ -1,6 +1,8 @@
 """A user's round trip with detectron2: the *protocol* config (LSJ mapper, SyncBN, reference world size 16)
 on a COCO json with polygon segmentations and its own classes, from an official-format R2O checkpoint:
-train → --resume → --eval-only, and the checks that stop a run before training instead of after it."""
+train → --resume → --eval-only, and the checks that stop a run before training instead of after it. The first
+training is a real tools/train_net.py command line; --resume and --eval-only call the same cli() in this process
+(tests/helpers/in_process.py) on its output folder."""
 
 import importlib.util
 import json
@@ -11,6 +13,7 @@ import pytest
 import torch
 import torchvision
 from conftest import ROOT, run_tool
+from helpers.in_process import train_net_cli
 from test_weights import official_checkpoint
 from user_data import CATEGORIES, write_coco_polygons
 
@@ -127,26 +130,26 @@ def test_protocol_config_round_trip_on_polygons_from_official_checkpoint(user_co
     model = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert model["roi_heads.box_predictor.cls_score.weight"].shape[0] == len(CATEGORIES) + 1
 
-    r = run_tool(
-        "tools/train_net.py",
+    r = train_net_cli(
         "--config-file",
         PROTOCOL_CFG,
         "--resume",
         *common,
         *overrides(SOLVER__MAX_ITER="4", OUTPUT_DIR=str(out)),
+        "DATASETS.TEST",
+        "()",  # no evaluation after the resumed iterations: --eval-only evaluates next
     )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "Starting training from iteration 2" in (out / "log.txt").read_text()
 
-    r = run_tool(
-        "tools/train_net.py",
+    r = train_net_cli(
         "--config-file",
         PROTOCOL_CFG,
         "--eval-only",
         *common,
         *overrides(MODEL__WEIGHTS=str(out / "model_final.pth"), OUTPUT_DIR=str(tmp_path / "eval")),
     )
-    text = r.stdout + r.stderr
+    text = r.stdout + r.stderr + (tmp_path / "eval/log.txt").read_text()  # detectron2 logs to its log.txt too
     assert r.returncode == 0, text[-4000:]
     assert "copypaste: Task: segm" in text
     assert re.search(r"copypaste: [\d.na]+,", text)

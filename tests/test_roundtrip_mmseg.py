@@ -1,7 +1,9 @@
-"""A user's round trip with mmseg on VOC palette PNGs with 255 borders (not the demo's data):
-`mim train` (validating on the palette PNGs) → `mim train --resume`, and what the checkpoint reader allows;
-VOC2012 without SBD: the VOC-aug config's message, configs/r2o_fcn_voc2012.py trained on real photos.
-`mim test --checkpoint` on a training checkpoint: tests/test_cityscapes_e2e.py."""
+"""A user's round trip with mmseg on VOC palette PNGs with 255 borders (not the demo's data): a training
+(validating on the palette PNGs) → `mim train --resume`, and what the checkpoint reader allows; VOC2012 without
+SBD: the VOC-aug config's message, configs/r2o_fcn_voc2012.py trained on real photos. The trainings before the
+resume build the config's own runner in process as `mim train` does (test_mmseg_protocols_e2e.build_runner, the
+same --cfg-options): `mim train --resume` is the real command line here. `mim test --checkpoint` on a training
+checkpoint: tests/test_cityscapes_e2e.py."""
 
 import pickle
 import re
@@ -10,24 +12,39 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
-from test_mmseg import SMALL_VOC, mim_train
+from test_mmseg import SMALL_VOC, cfg_options, mim_train, runner_log
+from test_mmseg_protocols_e2e import build_runner
 from user_data import write_voc2012_photo_tree, write_voc_palette_tree
 
 SMALL = SMALL_VOC
 
 
-def test_voc_palette_pngs_train_and_resume(r2o_checkpoint, tmp_path):
+def _train_in_process(config, work, monkeypatch, checkpoint, data_root, *options):
+    """``mim train mmseg configs/CONFIG --cfg-options OPTIONS`` in this process: the log it wrote."""
+    runner = build_runner(
+        config,
+        work,
+        monkeypatch,
+        lambda cfg: cfg.merge_from_dict(cfg_options(*options)),
+        R2O_CHECKPOINT=str(checkpoint),
+        R2O_DATA_ROOT=str(data_root),
+    )
+    runner.train()
+    return runner_log(runner)
+
+
+def test_voc_palette_pngs_train_and_resume(r2o_checkpoint, tmp_path, monkeypatch):
     root = write_voc_palette_tree(tmp_path / "VOC2012")
     work = tmp_path / "work"
-    r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text[-4000:]
+    text = _train_in_process("r2o_fcn_voc.py", work, monkeypatch, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
     assert "loaded 100/100 backbone tensors" in text and "every backbone tensor was loaded" in text
     assert "reverted to BatchNormXd" in text  # SyncBN → BN without distribution, logged by mmengine
     assert re.search(r"mIoU: \d", text)
     assert (work / "iter_2.pth").is_file()
 
-    r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=4", resume=True)
+    # the real command line resumes from what the first run left in --work-dir
+    resume = [*SMALL, "train_cfg.max_iters=4", "train_cfg.val_interval=5"]  # no validation: the first run had one
+    r = mim_train("configs/r2o_fcn_voc.py", work, r2o_checkpoint, root, *resume, resume=True)
     text = r.stdout + r.stderr
     assert r.returncode == 0, text[-4000:]
     assert "resumed epoch: 0, iter: 2" in text and (work / "iter_4.pth").is_file()
@@ -105,12 +122,12 @@ def test_voc2012_config_is_the_voc_config_on_train_txt(tmp_path, monkeypatch):
 
 
 @pytest.mark.e2e
-def test_voc2012_config_trains_on_train_txt_alone(r2o_checkpoint, tmp_path):
+def test_voc2012_config_trains_on_train_txt_alone(r2o_checkpoint, tmp_path, monkeypatch):
     root = write_voc2012_photo_tree(tmp_path / "VOC2012", n_train=4, n_val=2)
     work = tmp_path / "work"
     small = [o.replace("datasets.0.", "") for o in SMALL if "datasets.1." not in o]
-    r = mim_train("configs/r2o_fcn_voc2012.py", work, r2o_checkpoint, root, *small, "train_cfg.max_iters=2")
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text[-4000:]
+    text = _train_in_process(
+        "r2o_fcn_voc2012.py", work, monkeypatch, r2o_checkpoint, root, *small, "train_cfg.max_iters=2"
+    )
     assert "every backbone tensor was loaded" in text
     assert re.search(r"mIoU: \d", text) and (work / "iter_2.pth").is_file()

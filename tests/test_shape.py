@@ -30,10 +30,9 @@ def test_depth_table_matches_torchvision_and_the_converter(depth):
     assert infer_depth(state) == depth
 
 
-def test_weights_package_does_not_import_the_engine():
-    code = "import sys, r2o_pretrain.weights; print(any(m.startswith('r2o_pretrain.engine') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+def test_weights_package_does_not_import_the_engine(fresh_interpreter):
+    # r2o_pretrain.weights imported first, alone, in the fresh interpreter of NO_TRANSFER_STACK below
+    assert "weights imports engine: False" in fresh_interpreter.stdout.splitlines()
 
 
 def test_eval_two_way_labels_are_the_refiner_with_k2():
@@ -61,7 +60,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"{{name}} is not installed (blocked by the test)")
 sys.meta_path.insert(0, Block())
-import r2o_pretrain
+import r2o_pretrain.weights
+print("weights imports engine:", any(m.startswith("r2o_pretrain.engine") for m in sys.modules))
 for info in pkgutil.walk_packages(r2o_pretrain.__path__, "r2o_pretrain."):
     importlib.import_module(info.name)
 spec = importlib.util.spec_from_file_location("pretrain_tool", "tools/pretrain.py")
@@ -72,11 +72,17 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
 """
 
 
-def test_pretraining_needs_none_of_the_transfer_stack():
-    # what `make demo` relies on: it installs neither mmcv/mmseg nor detectron2
+@pytest.fixture(scope="module")
+def fresh_interpreter() -> subprocess.CompletedProcess:
+    """NO_TRANSFER_STACK run once in a new interpreter (both import checks need one: this one has imported all)."""
     from conftest import ROOT
 
-    r = subprocess.run([sys.executable, "-c", NO_TRANSFER_STACK], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", NO_TRANSFER_STACK], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_pretraining_needs_none_of_the_transfer_stack(fresh_interpreter):
+    # what `make demo` relies on: it installs neither mmcv/mmseg nor detectron2
+    r = fresh_interpreter
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert "steps" in r.stdout  # the dry run printed its plan

@@ -169,7 +169,8 @@ def test_cub_layout_and_missing_masks(tmp_path):
 
 
 def test_cli_on_demo_fg_masks(r2o_checkpoint, demo_dir, tmp_path):
-    r = run_tool(
+    # in process (its main()); the script itself answers --help in test_docs.py
+    r = run_main(
         "tools/eval_unsup_seg.py",
         "--checkpoint",
         str(r2o_checkpoint),
@@ -258,16 +259,18 @@ def test_visualize_regions_cli(r2o_checkpoint, demo_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     w, h = Image.open(out).size
     assert w == 4 * 160 and h == 18 + 2 * 160  # image | superpixels | K=16 | K=4, one row per image
-    r = run_tool("tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), str(tmp_path / "missing.jpg"))
+    # the rest through the same main() in this process (the command line above ran once)
+    r = run_main("tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), str(tmp_path / "missing.jpg"))
     assert r.returncode == 2 and "missing.jpg" in r.stderr
     # across the curriculum: several training checkpoints, no --ks -> one column each, at its epoch's K
-    r = run_tool(
+    out.unlink()
+    r = run_main(
         "tools/visualize_regions.py", "--checkpoint", str(r2o_checkpoint), "--checkpoint", str(r2o_checkpoint),
         *map(str, imgs), "--out", str(out), "--size", "64",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (4 * 160, 18 + 2 * 160)
-    r = run_tool("tools/visualize_regions.py", "--run", str(r2o_checkpoint.parents[1]), *map(str, imgs))
+    r = run_main("tools/visualize_regions.py", "--run", str(r2o_checkpoint.parents[1]), *map(str, imgs))
     assert r.returncode == 2 and "keep_every_epochs=1" in r.stderr  # the test run kept no epoch_*.pth
 
 

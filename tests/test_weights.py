@@ -171,7 +171,7 @@ def test_never_overwrites_input(tmp_path):
     src = tmp_path / "in.pth"
     torch.save(random_resnet(18).state_dict(), src)
     before = src.read_bytes()
-    r = run_tool("tools/convert.py", str(src), str(src), "--to", "torchvision")
+    r = run_main("tools/convert.py", str(src), str(src), "--to", "torchvision")  # in process: an error path
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
     assert src.read_bytes() == before
 

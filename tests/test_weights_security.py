@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import ROOT, run_tool, tiny_overrides
+from conftest import ROOT, run_main, tiny_overrides
+from helpers.in_process import train_net_cli
 from test_weights import random_resnet, torchvision_stages
 from torch import nn
 
@@ -143,9 +144,10 @@ def test_convert_eval_and_pretrain_resume_refuse_malicious_files(evil, demo_dir,
         run = tmp_path / f"run_{path.suffix[1:]}"
         assert pretrain.main(["--resume", str(path), *tiny_overrides(demo_dir / "images", run)]) == 2
     assert not marker.exists()
-    # the real exit code of a command line, once
-    r = run_tool("tools/convert.py", str(pkl), str(tmp_path / "o.pkl"), "--to", "d2")
+    # what the command line prints (its main(), in process: convert.py's real command line runs in test_weights.py)
+    r = run_main("tools/convert.py", str(pkl), str(tmp_path / "o.pkl"), "--to", "d2")
     assert r.returncode == 2 and str(pkl) in r.stderr and "'posix.system'" in r.stderr
+    assert not (tmp_path / "o.pkl").exists()
     assert not marker.exists()
 
 
@@ -207,14 +209,15 @@ def test_d2_checkpointer_refuses_malicious_weights_and_a_dropped_checkpoint(evil
 
 
 def train_net(*args, demo_dir, out):
+    """tools/train_net.py in this process (tests/helpers/in_process.py): the real command line trains in test_d2.py."""
     small = [
         "INPUT.LSJ.IMAGE_SIZE", "96", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
         "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "(100,)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
-    return run_tool("tools/train_net.py", "--config-file", D2_CFG, *args, *small, env={"R2O_DEMO_DIR": str(demo_dir)})
+    return train_net_cli("--config-file", D2_CFG, *args, *small, env={"R2O_DEMO_DIR": str(demo_dir)})
 
 
-@pytest.mark.e2e  # runs a real pretraining / detectron2 training
+@pytest.mark.e2e  # builds detectron2's trainer (model, data) before the weights are refused
 def test_train_net_refuses_malicious_weights(evil, demo_dir, tmp_path):
     pkl, pth, marker = evil
     for path in (pkl, pth):

@@ -127,9 +127,9 @@ def test_demo_config_parses_with_env(tmp_path):
 
 
 def test_demo_config_trains_on_the_demo_voc_export(r2o_checkpoint, demo_dir, tmp_path, monkeypatch):
-    from test_mmseg_protocols_e2e import build_runner
+    from test_mmseg_protocols_e2e import train_in_process
 
-    options = cfg_options(
+    options = (
         "train_cfg.max_iters=2",
         "train_cfg.val_interval=2",
         "train_dataloader.num_workers=0",
@@ -137,14 +137,7 @@ def test_demo_config_trains_on_the_demo_voc_export(r2o_checkpoint, demo_dir, tmp
         "train_dataloader.persistent_workers=False",
         "val_dataloader.persistent_workers=False",
     )
-    runner = build_runner(
-        "r2o_fcn_demo.py",
-        tmp_path / "work",
-        monkeypatch,
-        lambda cfg: cfg.merge_from_dict(options),
-        R2O_CHECKPOINT=str(r2o_checkpoint),
-        R2O_DATA_ROOT=str(demo_dir / "voc"),
+    text = train_in_process(
+        "r2o_fcn_demo.py", tmp_path / "work", monkeypatch, r2o_checkpoint, demo_dir / "voc", *options
     )
-    runner.train()
-    text = runner_log(runner)  # what mim train prints
     assert "every backbone tensor was loaded" in text and re.search(r"mIoU: \d", text)

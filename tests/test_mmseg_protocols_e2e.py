@@ -66,6 +66,21 @@ def build_runner(config: str, work_dir, monkeypatch, edit, **env: str):
     return runner
 
 
+def train_in_process(config: str, work_dir, monkeypatch, checkpoint, data_root, *options: str) -> str:
+    """``R2O_CHECKPOINT=.. R2O_DATA_ROOT=.. mim train mmseg configs/CONFIG --cfg-options OPTIONS`` in this
+    process (the config's runner from ``build_runner``): the log it wrote, what ``mim train`` prints."""
+    runner = build_runner(
+        config,
+        work_dir,
+        monkeypatch,
+        lambda cfg: cfg.merge_from_dict(cfg_options(*options)),
+        R2O_CHECKPOINT=str(checkpoint),
+        R2O_DATA_ROOT=str(data_root),
+    )
+    runner.train()
+    return runner_log(runner)
+
+
 def _train_and_val(runner) -> dict:
     """Train (2 iterations); mmengine's loop validates after the last one: the metrics it logged."""
     runner.train()
@@ -167,16 +182,9 @@ def test_deeplabv3plus_cityscapes_trains_from_polygons(r2o_checkpoint, tmp_path,
     createTrainIdLabelImgs.main()  # the preparation step of docs/transfer_mmseg.md
     assert len(list(root.glob("gtFine/*/*/*_gtFine_labelTrainIds.png"))) == 6
     work = tmp_path / "work"
-    runner = build_runner(
-        "r2o_deeplabv3plus_cityscapes.py",
-        work,
-        monkeypatch,
-        lambda cfg: cfg.merge_from_dict(cfg_options(*SMALL_DEEPLABV3PLUS_CITYSCAPES)),
-        R2O_CHECKPOINT=str(r2o_checkpoint),
-        R2O_DATA_ROOT=str(root),
+    text = train_in_process(
+        "r2o_deeplabv3plus_cityscapes.py", work, monkeypatch, r2o_checkpoint, root, *SMALL_DEEPLABV3PLUS_CITYSCAPES
     )
-    runner.train()
-    text = runner_log(runner)  # what mim train would print
     assert "every backbone tensor was loaded" in text
     assert re.search(r"Iter\(train\) \[2/2\]", text) and re.search(r"mIoU: \d", text)
     assert (work / "iter_2.pth").is_file()

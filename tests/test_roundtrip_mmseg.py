@@ -12,31 +12,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
-from test_mmseg import SMALL_VOC, cfg_options, mim_train, runner_log
-from test_mmseg_protocols_e2e import build_runner
+from test_mmseg import SMALL_VOC, mim_train
+from test_mmseg_protocols_e2e import train_in_process
 from user_data import write_voc2012_photo_tree, write_voc_palette_tree
 
 SMALL = SMALL_VOC
 
 
-def _train_in_process(config, work, monkeypatch, checkpoint, data_root, *options):
-    """``mim train mmseg configs/CONFIG --cfg-options OPTIONS`` in this process: the log it wrote."""
-    runner = build_runner(
-        config,
-        work,
-        monkeypatch,
-        lambda cfg: cfg.merge_from_dict(cfg_options(*options)),
-        R2O_CHECKPOINT=str(checkpoint),
-        R2O_DATA_ROOT=str(data_root),
-    )
-    runner.train()
-    return runner_log(runner)
-
-
 def test_voc_palette_pngs_train_and_resume(r2o_checkpoint, tmp_path, monkeypatch):
     root = write_voc_palette_tree(tmp_path / "VOC2012")
     work = tmp_path / "work"
-    text = _train_in_process("r2o_fcn_voc.py", work, monkeypatch, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
+    text = train_in_process("r2o_fcn_voc.py", work, monkeypatch, r2o_checkpoint, root, *SMALL, "train_cfg.max_iters=2")
     assert "loaded 100/100 backbone tensors" in text and "every backbone tensor was loaded" in text
     assert "reverted to BatchNormXd" in text  # SyncBN → BN without distribution, logged by mmengine
     assert re.search(r"mIoU: \d", text)
@@ -126,7 +112,7 @@ def test_voc2012_config_trains_on_train_txt_alone(r2o_checkpoint, tmp_path, monk
     root = write_voc2012_photo_tree(tmp_path / "VOC2012", n_train=4, n_val=2)
     work = tmp_path / "work"
     small = [o.replace("datasets.0.", "") for o in SMALL if "datasets.1." not in o]
-    text = _train_in_process(
+    text = train_in_process(
         "r2o_fcn_voc2012.py", work, monkeypatch, r2o_checkpoint, root, *small, "train_cfg.max_iters=2"
     )
     assert "every backbone tensor was loaded" in text
